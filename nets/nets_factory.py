@@ -1,0 +1,131 @@
+"""Network names -> network functions and parameters (TF-Slim's nets_factory).
+
+`get_network_fn` wraps a network in its arg_scope; `build_model` turns a model configuration (what
+training and the Caffe converter write beside a checkpoint, see model_config.py) into an SSDModel: the
+network function plus its anchors, variances, input size and mean, which is all that training, evaluation,
+detection, the notebook and the exporter need.
+"""
+import dataclasses
+import functools
+
+import numpy as np
+import tf_slim as slim
+
+from nets import anchors as anchors_lib
+from nets import ssd_vgg_300, ssd_vgg_512
+from nets.ssd_params import SSDParams
+
+networks_map = {
+    "ssd_300_vgg": ssd_vgg_300.ssd_300_vgg,
+    "ssd_300_vgg_lite": ssd_vgg_300.ssd_300_vgg_lite,
+    "ssd_512_vgg": ssd_vgg_512.ssd_512_vgg,
+}
+
+arg_scopes_map = {
+    "ssd_300_vgg": ssd_vgg_300.ssd_arg_scope,
+    "ssd_300_vgg_lite": ssd_vgg_300.ssd_arg_scope,
+    "ssd_512_vgg": ssd_vgg_300.ssd_arg_scope,
+}
+
+# Networks built from a Caffe deploy prototxt rather than defined here: name -> build_from_config(config)
+# returning an SSDModel. Registered by nets/caffe_ssd.py.
+config_builders_map = {}
+
+VGG_MEAN_RGB = (123.0, 117.0, 104.0)
+DEFAULT_POST_PROCESSING = {"select_threshold": 0.01, "nms_threshold": 0.45, "top_k": 400, "keep_top_k": 200}
+
+
+def _check_name(name):
+    if name not in networks_map and name not in config_builders_map:
+        known = sorted(list(networks_map) + list(config_builders_map))
+        raise ValueError(f"Name of network unknown {name}; known: {', '.join(known)}")
+
+
+def get_params(name, num_classes=None):
+    """The default SSDParams of a network, optionally with another number of classes (background included)."""
+    _check_name(name)
+    params = networks_map[name].default_params
+    return params if num_classes is None else params.replace(num_classes=num_classes)
+
+
+def get_network_fn(name, num_classes, weight_decay=0.0, is_training=False, params=None):
+    """fn(images) -> ((logits, localisations), end_points), in the network's arg_scope.
+
+    `fn.default_image_size` and `fn.params` describe the network.
+    """
+    _check_name(name)
+    func = networks_map[name]
+    params = (params or func.default_params).replace(num_classes=num_classes)
+
+    @functools.wraps(func)
+    def network_fn(images, reuse=None):
+        with slim.arg_scope(arg_scopes_map[name](weight_decay=weight_decay)):
+            return func(images, num_classes=num_classes, is_training=is_training, params=params, reuse=reuse)
+
+    network_fn.default_image_size = params.img_shape[0]
+    network_fn.params = params
+    return network_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class SSDModel:
+    """A network with everything needed around it. Boxes [ymin, xmin, ymax, xmax] relative.
+
+    network_fn(images [B, H, W, 3] float32 mean-subtracted RGB) -> ((logits [B, N, C], offsets [B, N, 4]),
+    end_points); anchors float32 [N, 4]; image_size (H, W); mean_rgb subtracted from 0..255 RGB pixels.
+    """
+    name: str
+    network_fn: object
+    anchors: np.ndarray
+    variances: tuple
+    image_size: tuple
+    num_classes: int
+    class_names: tuple
+    mean_rgb: tuple = VGG_MEAN_RGB
+    post_processing: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_POST_PROCESSING))
+    params: SSDParams = None
+    config: dict = None
+
+
+def build_model(config, weight_decay=0.0, is_training=False):
+    """SSDModel from a model configuration dict (see model_config.py)."""
+    name = config["model_name"]
+    _check_name(name)
+    if name in config_builders_map:
+        return config_builders_map[name](config)
+    num_classes = int(config["num_classes"])
+    params = SSDParams.from_dict(config["params"]) if config.get("params") else get_params(name)
+    params = params.replace(num_classes=num_classes)
+    class_names = tuple(config.get("class_names") or [str(i) for i in range(1, num_classes)])
+    post = dict(DEFAULT_POST_PROCESSING)
+    post.update(config.get("post_processing") or {})
+    return SSDModel(
+        name=name,
+        network_fn=get_network_fn(name, num_classes, weight_decay=weight_decay, is_training=is_training,
+                                  params=params),
+        anchors=anchors_lib.ssd_anchors(params),
+        variances=tuple(params.prior_variances),
+        image_size=tuple(params.img_shape),
+        num_classes=num_classes,
+        class_names=class_names,
+        mean_rgb=tuple(config.get("mean_rgb") or VGG_MEAN_RGB),
+        post_processing=post,
+        params=params,
+        config=dict(config),
+    )
+
+
+def default_config(name, num_classes=None, class_names=None):
+    """The model configuration of a native network (what training writes into --train_dir)."""
+    _check_name(name)
+    if class_names is not None and num_classes is None:
+        num_classes = len(class_names) + 1
+    params = get_params(name, num_classes)
+    return {
+        "model_name": name,
+        "num_classes": params.num_classes,
+        "class_names": list(class_names) if class_names else None,
+        "params": params.to_dict(),
+        "mean_rgb": list(VGG_MEAN_RGB),
+        "post_processing": dict(DEFAULT_POST_PROCESSING),
+    }
