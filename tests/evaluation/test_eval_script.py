@@ -122,32 +122,18 @@ def test_malformed_results_file_exits_1_naming_the_file_and_writes_nothing(split
     assert not out_json.exists() and not eval_dir.exists()
 
 
-def test_records_ground_truth_gives_the_same_scores(split, tmp_path, capsys):
-    """Scoring against records (the converter's layout: shards + metadata JSON) equals the VOC folder."""
-    import tensorflow as tf
-    from datasets.pixel_boxes import voc_to_relative
-    from datasets.voc_xml import read_voc_annotation
+def test_records_ground_truth_gives_the_same_scores(split, tmp_path):
+    """Scoring against the converter's records (through dataset_factory) equals scoring the VOC folder."""
+    from PIL import Image
+
+    from datasets.voc_to_tfrecords import convert_voc
 
     voc, results = split
+    (voc / "JPEGImages").mkdir(exist_ok=True)
+    for image_id in (voc / "ImageSets" / "Main" / "test.txt").read_text().split():
+        Image.new("RGB", (500, 375), (90, 120, 60)).save(voc / "JPEGImages" / f"{image_id}.jpg")
     records = tmp_path / "tfrecords"
-    records.mkdir()
-    ids = (voc / "ImageSets" / "Main" / "test.txt").read_text().split()
-    for shard, chunk in enumerate((ids[:5], ids[5:])):
-        with tf.io.TFRecordWriter(str(records / f"voc_2007_test_{shard:03d}.tfrecord")) as writer:
-            for image_id in chunk:
-                ann = read_voc_annotation(str(voc / "Annotations" / f"{image_id}.xml"))
-                boxes = np.array([[o.xmin, o.ymin, o.xmax, o.ymax] for o in ann.objects]).reshape(-1, 4)
-                rel = voc_to_relative(boxes, ann.height, ann.width)
-                f = lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v))  # noqa: E731
-                i = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))  # noqa: E731
-                feature = {"image/filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id.encode()])),
-                           "image/height": i([ann.height]), "image/width": i([ann.width]),
-                           "image/object/bbox/ymin": f(rel[:, 0]), "image/object/bbox/xmin": f(rel[:, 1]),
-                           "image/object/bbox/ymax": f(rel[:, 2]), "image/object/bbox/xmax": f(rel[:, 3]),
-                           "image/object/bbox/label": i([VOC_CLASSES.index(o.name) + 1 for o in ann.objects]),
-                           "image/object/bbox/difficult": i([o.difficult for o in ann.objects])}
-                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-    (records / "voc_2007_test.json").write_text(json.dumps({"class_names": ["background", *VOC_CLASSES]}))
+    convert_voc(str(voc), str(records), "voc_2007_test", split="test", samples_per_file=5, num_threads=1)
     out_json = tmp_path / "metrics.json"
     assert eval_ssd_network.main([f"--detections_path={results}", f"--dataset_dir={records}",
                                   "--dataset_name=pascalvoc_2007", "--dataset_split_name=test",
@@ -158,28 +144,35 @@ def test_records_ground_truth_gives_the_same_scores(split, tmp_path, capsys):
     assert doc["mAP_VOC07"] == pytest.approx(ev.map_voc07, abs=1e-12)
     assert doc["mAP_VOC12"] == pytest.approx(ev.map_voc12, abs=1e-12)
 
-    # Without metadata the class names must come from --labels_file.
-    (records / "voc_2007_test.json").unlink()
-    with pytest.raises(ConfigError, match="--labels_file"):
-        eval_ssd_network.main([f"--detections_path={results}", f"--dataset_dir={records}",
-                               "--dataset_split_name=test"])
     labels = tmp_path / "labels.txt"
-    labels.write_text("\n".join(VOC_CLASSES) + "\n")
-    assert eval_ssd_network.main([f"--detections_path={results}", f"--dataset_dir={records}",
-                                  "--dataset_split_name=test", f"--labels_file={labels}",
-                                  f"--output_json={out_json}"]) == 0
-    assert json.loads(out_json.read_text())["mAP_VOC12"] == pytest.approx(ev.map_voc12, abs=1e-12)
-    with pytest.raises(DatasetError, match="no TFRecord shards of split 'val'"):
+    labels.write_text("\n".join(reversed(VOC_CLASSES)) + "\n")
+    with pytest.raises(DatasetError, match="differ from those the records were written with"):
         eval_ssd_network.main([f"--detections_path={results}", f"--dataset_dir={records}",
-                               "--dataset_split_name=val", f"--labels_file={labels}"])
+                               "--dataset_split_name=test", f"--labels_file={labels}"])
+    with pytest.raises(DatasetError, match="voc_2007_val"):
+        eval_ssd_network.main([f"--detections_path={results}", f"--dataset_dir={records}",
+                               "--dataset_split_name=val"])
+    with pytest.raises(ConfigError, match="unknown"):
+        eval_ssd_network.main([f"--detections_path={results}", f"--dataset_dir={records}",
+                               "--dataset_name=coco", "--dataset_split_name=test"])
 
 
-def test_split_inferred_from_the_results_files_without_a_split_name(split, tmp_path):
+def test_split_inferred_from_the_results_files_and_a_labels_file(split, tmp_path, capsys):
     voc, results = split
     out_json = tmp_path / "metrics.json"
     assert eval_ssd_network.main([f"--detections_path={results}", f"--voc_dir={voc}",
                                   f"--output_json={out_json}"]) == 0
     assert json.loads(out_json.read_text())["num_images"] == 12
+    # A labels file scores a subset of the classes; the other objects are left out with a note.
+    labels = tmp_path / "labels.txt"
+    labels.write_text("dog\ncat\n")
+    assert eval_ssd_network.main([f"--detections_path={results}", f"--voc_dir={voc}", f"--labels_file={labels}",
+                                  "--dataset_split_name=test", f"--output_json={out_json}"]) == 0
+    doc = json.loads(out_json.read_text())
+    ev = expected_json(voc, results)
+    assert list(doc["AP_VOC12"]) == ["dog", "cat"]
+    assert doc["AP_VOC12"]["cat"] == pytest.approx({c.name: c.ap_voc12 for c in ev.classes}["cat"], abs=1e-12)
+    assert "ignored ground-truth objects of classes not evaluated" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
