@@ -26,21 +26,6 @@ def _ignored_note(counter):
     return (f"ignored ground-truth objects of classes not evaluated: {listed}",)
 
 
-def read_image_set(path):
-    """ImageSets/Main/<split>.txt -> list of image ids (the first field of each non-blank line)."""
-    try:
-        with open(path) as f:
-            ids = [line.split()[0] for line in f if line.strip()]
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(path, f"cannot read image set ({getattr(err, 'strerror', None) or err})") from None
-    seen = set()
-    for image_id in ids:
-        if image_id in seen:
-            raise DatasetError(path, f"image {image_id!r} listed twice")
-        seen.add(image_id)
-    return ids
-
-
 def ground_truth_from_voc(voc_dir, class_names, split=None):
     """GroundTruth from a VOC folder (e.g. VOCdevkit/VOC2007).
 
@@ -48,15 +33,12 @@ def ground_truth_from_voc(voc_dir, class_names, split=None):
     None. class_names: the N classes scored, label i+1 = class_names[i]. Raises DatasetError naming the
     file for a missing folder, split file or annotation, or malformed XML.
     """
+    from datasets.voc_to_tfrecords import list_image_ids  # the converter's listing (its module imports TF)
+
     ann_dir = os.path.join(voc_dir, "Annotations")
     if not os.path.isdir(ann_dir):
         raise DatasetError(ann_dir, "VOC Annotations folder does not exist")
-    if split is not None:
-        image_ids = read_image_set(os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt"))
-    else:
-        image_ids = sorted(name[:-4] for name in os.listdir(ann_dir) if name.endswith(".xml"))
-        if not image_ids:
-            raise DatasetError(ann_dir, "no .xml annotations")
+    image_ids = list_image_ids(voc_dir, split)
     label_of = {name: i for i, name in enumerate(class_names, start=1)}
     ignored = collections.Counter()
 
@@ -116,7 +98,7 @@ def ground_truth_from_records(files, class_names):
     `image/object/bbox/difficult`; where `image/object/bbox/label_text` is present it must agree with
     class_names. Works in eager and graph-mode programs alike (a plain record iterator, no tf.data).
     """
-    import tensorflow as tf  # only this loader needs TensorFlow; the metric itself does not
+    import tensorflow as tf  # imported here: the metric itself needs no TensorFlow
 
     if not files:
         raise DatasetError(None, "no TFRecord files to read ground truth from")

@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from common.fileio import atomic_path
-from evaluation.voc_metric import VOC07_RECALL_THRESHOLDS
+from evaluation.voc_metric import VOC07_RECALL_THRESHOLDS, precision_envelope, voc07_points
 
 SUMMARY_FILENAME = "ap_summary.png"
 
@@ -36,15 +36,13 @@ def plot_class(result, path):
     fig = Figure(figsize=(5.5, 5))
     ax = fig.add_subplot(1, 1, 1)
     if result.num_positives and result.num_detections:
-        recall = result.recall
-        precision = np.nan_to_num(result.precision, nan=0.0)
-        envelope = np.maximum.accumulate(precision[::-1])[::-1]
+        recall, precision = result.recall, result.precision
+        envelope = precision_envelope(precision)
         ax.plot(recall, precision, color="tab:blue", lw=1, label="precision")
         ax.step(np.r_[0.0, recall], np.r_[envelope[:1], envelope], where="pre", color="tab:orange", lw=1.5,
                 ls="--", label="envelope (VOC2010+ AP = area)")
-        first = np.searchsorted(recall, VOC07_RECALL_THRESHOLDS, side="left")
-        points = np.append(envelope, 0.0)[first]
-        ax.plot(VOC07_RECALL_THRESHOLDS, points, "o", color="tab:green", ms=4, label="VOC2007 11 points")
+        ax.plot(VOC07_RECALL_THRESHOLDS, voc07_points(recall, precision), "o", color="tab:green", ms=4,
+                label="VOC2007 11 points")
         ax.legend(loc="lower left", fontsize=8)
     else:
         reason = "no non-difficult objects" if not result.num_positives else "no detections"

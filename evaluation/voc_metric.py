@@ -255,19 +255,28 @@ def precision_recall(true_positive, false_positive, num_positives):
     return precision, recall
 
 
-def ap_voc07(recall, precision):
-    """VOC2007 11-point AP: mean over t in MATLAB's 0:0.1:1 of max(precision[recall >= t]) (0 if none).
+def precision_envelope(precision):
+    """[D] -> [D]: the highest precision at each rank or later, the monotone envelope of VOCap.m.
 
-    recall must be non-decreasing (cumulative). NaN precisions are skipped, as MATLAB's max skips them.
+    NaN precisions (MATLAB's 0/0) are skipped, as MATLAB's max skips them; an all-NaN tail gives 0.
     """
-    recall = np.asarray(recall, dtype=np.float64)
-    precision = np.asarray(precision, dtype=np.float64)
-    # Highest precision from each rank on; {recall >= t} is the suffix from the first rank reaching t.
-    suffix_max = np.fmax.accumulate(precision[::-1])[::-1]
-    suffix_max = np.append(np.nan_to_num(suffix_max, nan=0.0), 0.0)
-    first = np.searchsorted(recall, VOC07_RECALL_THRESHOLDS, side="left")
+    envelope = np.fmax.accumulate(np.asarray(precision, dtype=np.float64)[::-1])[::-1]
+    return np.nan_to_num(envelope, nan=0.0)
+
+
+def voc07_points(recall, precision):
+    """[11]: max(precision[recall >= t]) for t in MATLAB's 0:0.1:1, 0 where no rank reaches t.
+
+    recall must be non-decreasing (cumulative), so {recall >= t} is the suffix from the first rank reaching t.
+    """
+    first = np.searchsorted(np.asarray(recall, dtype=np.float64), VOC07_RECALL_THRESHOLDS, side="left")
+    return np.append(precision_envelope(precision), 0.0)[first]
+
+
+def ap_voc07(recall, precision):
+    """VOC2007 11-point AP: the mean of voc07_points, summed in the devkit's order (ap = ap + p/11)."""
     ap = 0.0
-    for p in suffix_max[first]:  # 11 terms, summed in the devkit's order
+    for p in voc07_points(recall, precision):
         ap += p / 11
     return ap
 
@@ -275,8 +284,7 @@ def ap_voc07(recall, precision):
 def ap_voc12(recall, precision):
     """VOC2010+ AP (VOCap.m): area under the monotone precision envelope, sum of Δrecall × precision."""
     mrec = np.concatenate([[0.0], np.asarray(recall, dtype=np.float64), [1.0]])
-    mpre = np.concatenate([[0.0], np.asarray(precision, dtype=np.float64), [0.0]])
-    mpre = np.fmax.accumulate(mpre[::-1])[::-1]  # MATLAB's max skips NaN too
+    mpre = precision_envelope(np.concatenate([[0.0], np.asarray(precision, dtype=np.float64), [0.0]]))
     i = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
     return float(np.sum((mrec[i] - mrec[i - 1]) * mpre[i]))
 

@@ -5,8 +5,7 @@ import pytest
 from common.errors import DatasetError
 from datasets.pixel_boxes import voc_to_relative
 from datasets.voc_xml import VOCAnnotation, VOCObject, voc_annotation_xml
-from evaluation.ground_truth import (ground_truth_from_records, ground_truth_from_voc, read_image_set,
-                                     round_near_integers)
+from evaluation.ground_truth import ground_truth_from_records, ground_truth_from_voc, round_near_integers
 
 CLASSES = ("cat", "dog", "cow")
 
@@ -72,11 +71,10 @@ def test_voc_folder_errors_name_the_file(tmp_path):
         ground_truth_from_voc(str(voc), CLASSES)
 
 
-def test_image_set_listing_an_image_twice_is_an_error(tmp_path):
-    path = tmp_path / "test.txt"
-    path.write_text("000005\n000007  1\n\n000005\n")
-    with pytest.raises(DatasetError, match="'000005' listed twice"):
-        read_image_set(str(path))
+def test_split_listing_an_image_twice_is_an_error(tmp_path):
+    voc = make_voc(tmp_path / "VOC", split_ids=["000005", "000007", "000005"])
+    with pytest.raises(DatasetError, match="test.txt: line 3: image id '000005' listed twice"):
+        ground_truth_from_voc(str(voc), CLASSES, "test")
 
 
 def test_round_near_integers():
