@@ -13,12 +13,13 @@ import argparse
 import os
 import sys
 
-import numpy as np
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np  # noqa: E402
 
-from caffe_converter import net_spec, reader, vgg_mapping
-from common import fileio
-from common.errors import CaffeModelError, ConfigError, run_main
-from datasets.voc_classes import VOC_CLASSES
+from caffe_converter import net_spec, reader, vgg_mapping  # noqa: E402
+from common import fileio  # noqa: E402
+from common.errors import CaffeModelError, ConfigError, run_main  # noqa: E402
+from datasets.voc_classes import VOC_CLASSES  # noqa: E402
 
 VGG_MODELS = ("ssd_300_vgg", "ssd_512_vgg")
 CAFFE_SSD = "caffe_ssd"

@@ -49,6 +49,11 @@ def head_source(feat_block, normalized):
     return f"{source}_norm" if normalized else source
 
 
+def _f32(value):
+    """A float32 prototxt value as the decimal written in the prototxt (35.84, not 35.84000015258789)."""
+    return float(str(np.float32(value)))
+
+
 def _close(a, b):
     return np.allclose(np.float32(a), np.float32(b), rtol=1e-6, atol=1e-6)
 
@@ -83,8 +88,8 @@ def params_from_spec(spec, params, path):
             raise CaffeModelError(path, f"PriorBox '{layer.name}': step_h != step_w is not supported")
         if p.HasField("img_h") or p.HasField("img_w") or p.HasField("img_size"):
             raise CaffeModelError(path, f"PriorBox '{layer.name}': an explicit img_size is not supported")
-        variances = tuple(p.variance) * (4 // len(p.variance)) if p.variance else (0.1,) * 4
-        for key, value in (("offset", p.offset), ("flip", p.flip), ("clip", p.clip), ("variance", variances)):
+        variances = tuple(map(_f32, p.variance)) * (4 // len(p.variance)) if p.variance else (0.1,) * 4
+        for key, value in (("offset", _f32(p.offset)), ("flip", p.flip), ("clip", p.clip), ("variance", variances)):
             if shared.setdefault(key, value) != value:
                 raise CaffeModelError(path, f"PriorBox '{layer.name}': {key} {value} differs from the other "
                                             f"PriorBox layers' {shared[key]}; ssd_*_vgg needs one value")
@@ -96,12 +101,12 @@ def params_from_spec(spec, params, path):
         block = FEATURE_BLOCKS[feature]
         feat_layers.append(block)
         feat_shapes.append(tuple(spec.in_shapes[spec.layers.index(layer)][0][2:4]))
-        mins.append(tuple(float(v) for v in p.min_size))
-        maxs.append(tuple(float(v) for v in p.max_size))
-        ratios.append(tuple(float(v) for v in p.aspect_ratio))
-        steps.append(float(p.step_h) if p.HasField("step_h") else float(p.step) if p.HasField("step") else None)
+        mins.append(tuple(map(_f32, p.min_size)))
+        maxs.append(tuple(map(_f32, p.max_size)))
+        ratios.append(tuple(map(_f32, p.aspect_ratio)))
+        steps.append(_f32(p.step_h) if p.HasField("step_h") else _f32(p.step) if p.HasField("step") else None)
         # The scale's initial value only switches the normalisation on; the trained scale is loaded.
-        norms.append(float(n.scale_filler.value) or 1.0 if normalized else -1)
+        norms.append(_f32(n.scale_filler.value) or 1.0 if normalized else -1)
     new = params.replace(
         img_shape=spec.image_size, num_classes=spec.num_classes, feat_layers=tuple(feat_layers),
         feat_shapes=tuple(feat_shapes), anchor_min_sizes=tuple(mins), anchor_max_sizes=tuple(maxs),

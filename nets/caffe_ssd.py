@@ -202,7 +202,8 @@ def caffe_layers(images, spec, input_scale=1.0, bgr=True):
 
     Returns (blobs, end_points): blobs maps each Caffe blob name to its final value (a _Blob); end_points
     holds each layer's output by the layer's name and each blob's final value by its name (in-place layers
-    overwrite it), NHWC for 4-D feature maps and Caffe's order otherwise. Also records, under
+    overwrite it): a 4-D blob as Caffe's (N, C, H, W) transposed to (N, H, W, C), also after a Permute, any
+    other blob in Caffe's order. Also records, under
     "__softmax_input__" / "__loc__" / "__conf__", the blobs DetectionOutput reads (when the spec has one).
     """
     x = tf.convert_to_tensor(images, tf.float32)
@@ -225,8 +226,8 @@ def caffe_layers(images, spec, input_scale=1.0, bgr=True):
             if blob.tensor.shape[1:].as_list() != [shape[a] for a in blob.perm][1:]:
                 raise AssertionError(f"{layer.name}: built {blob.tensor.shape}, Caffe says {shape}")
             blobs[top] = blob
-            end_points[top] = blob.tensor
-        end_points[layer.name] = outs[0].tensor
+            end_points[top] = blob.to(_NHWC) if len(blob.perm) == 4 else blob.caffe_order()
+        end_points[layer.name] = end_points[layer.tops[0]]
     return blobs, end_points
 
 

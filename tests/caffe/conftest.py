@@ -30,3 +30,19 @@ def photograph(size):
 @pytest.fixture(scope="session")
 def grace_hopper():
     return photograph
+
+
+@pytest.fixture(scope="session")
+def vgg_ssd_model(tmp_path_factory):
+    """model(name) -> dict(prototxt, caffemodel, net, weights) of a random Caffe VGG SSD (written once)."""
+    from tests.caffe import caffe_writer
+    cache = {}
+
+    def model(name):
+        if name not in cache:
+            net, convs = caffe_writer.vgg_ssd_net(name)
+            weights = caffe_writer.vgg_ssd_weights(convs, seed=3)
+            prototxt, caffemodel = caffe_writer.write_model(tmp_path_factory.mktemp(name), name, net, weights)
+            cache[name] = {"prototxt": prototxt, "caffemodel": caffemodel, "net": net, "weights": weights}
+        return cache[name]
+    return model
