@@ -16,7 +16,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
-from caffe_converter import net_spec, reader, vgg_mapping  # noqa: E402
+from caffe_converter import net_spec, reader  # noqa: E402
 from common import fileio  # noqa: E402
 from common.errors import CaffeModelError, ConfigError, run_main  # noqa: E402
 from datasets.voc_classes import VOC_CLASSES  # noqa: E402
@@ -71,22 +71,21 @@ def _mean_rgb(args, caffe_net):
 def _class_names(args, num_classes):
     names = None
     if args.labels_file:
-        try:
-            with open(args.labels_file) as f:
-                names = [line.strip() for line in f if line.strip()]
-        except OSError as err:
-            raise ConfigError(args.labels_file, f"cannot read the labels file: {err.strerror}") from None
+        from datasets.voc_to_tfrecords import read_labels_file
+        names = list(read_labels_file(args.labels_file))
     elif args.class_names:
         names = [n.strip() for n in args.class_names.split(",")]
     elif num_classes == len(VOC_CLASSES) + 1:
         names = list(VOC_CLASSES)
     if names is not None and len(names) != num_classes - 1:
-        raise ConfigError(args.labels_file, f"{len(names)} class names for {num_classes - 1} classes")
+        raise ConfigError(args.labels_file or "--class_names",
+                          f"{len(names)} class names for {num_classes - 1} classes")
     return names
 
 
 def _convert_vgg(args, caffe_net, blobs):
-    """(config, values, build) for ssd_300_vgg / ssd_512_vgg."""
+    """(config, network_fn, image size, fill) for ssd_300_vgg / ssd_512_vgg."""
+    from caffe_converter import vgg_mapping
     from nets import nets_factory
     params = nets_factory.get_params(args.model_name)
     post = dict(nets_factory.DEFAULT_POST_PROCESSING)

