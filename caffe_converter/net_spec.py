@@ -113,6 +113,13 @@ def axis_index(axis, rank, layer):
     return a
 
 
+def concat_axis(layer, rank):
+    """The Concat axis (0..rank-1): `axis`, or the deprecated `concat_dim` when only it is given."""
+    p = layer.param.concat_param
+    axis = p.concat_dim if p.HasField("concat_dim") and not p.HasField("axis") else p.axis
+    return axis_index(axis, rank, layer)
+
+
 def _reshape_shape(layer, shape):
     p = layer.param.reshape_param
     rank = len(shape)
@@ -222,9 +229,7 @@ def _out_shapes(layer, ins, layer_type):
     if layer_type == "Reshape":
         return [_reshape_shape(layer, ins[0])]
     if layer_type == "Concat":
-        axis = p.concat_param.axis if p.concat_param.HasField("axis") or not \
-            p.concat_param.HasField("concat_dim") else p.concat_param.concat_dim
-        a = axis_index(axis, len(ins[0]), layer)
+        a = concat_axis(layer, len(ins[0]))
         if any(len(s) != len(ins[0]) or s[:a] + s[a + 1:] != ins[0][:a] + ins[0][a + 1:] for s in ins):
             raise CaffeModelError(None, f"layer '{name}': Concat bottoms do not fit along axis {a}: {ins}")
         return [ins[0][:a] + (sum(s[a] for s in ins),) + ins[0][a + 1:]]

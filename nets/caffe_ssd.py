@@ -179,9 +179,7 @@ def _reshape(layer, ins, in_shapes, out_shapes):
 
 
 def _concat(layer, ins, in_shapes, out_shapes):
-    p = layer.param.concat_param
-    axis = p.concat_dim if p.HasField("concat_dim") and not p.HasField("axis") else p.axis
-    axis = net_spec.axis_index(axis, len(in_shapes[0]), layer)
+    axis = net_spec.concat_axis(layer, len(in_shapes[0]))
     perm = ins[0].perm if all(b.perm == ins[0].perm for b in ins) else tuple(range(len(in_shapes[0])))
     return [_Blob(tf.concat([b.to(perm) for b in ins], axis=perm.index(axis)), perm)]
 
