@@ -129,3 +129,7 @@ def default_config(name, num_classes=None, class_names=None):
         "mean_rgb": list(VGG_MEAN_RGB),
         "post_processing": dict(DEFAULT_POST_PROCESSING),
     }
+
+
+# Registers caffe_ssd in config_builders_map (imported last: it uses SSDModel from this module).
+from nets import caffe_ssd  # noqa: E402,F401

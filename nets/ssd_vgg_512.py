@@ -7,13 +7,15 @@ The SSD-300 graph (ssd_vgg_300.ssd_vgg) with stride-2 conv8_2 and conv9_2 and on
 from nets.ssd_params import SSDParams
 from nets.ssd_vgg_300 import ssd_vgg
 
+# Anchor sizes of the Caffe VOC model (examples/ssd/ssd_pascal_512.py: min_ratio 15, max_ratio 90, step 15,
+# plus 7% / 15% for conv4_3), which VGG_VOC0712_SSD_512x512's deploy prototxt carries.
 SSD512_PARAMS = SSDParams(
     img_shape=(512, 512),
     num_classes=21,
     feat_layers=("block4", "block7", "block8", "block9", "block10", "block11", "block12"),
     feat_shapes=((64, 64), (32, 32), (16, 16), (8, 8), (4, 4), (2, 2), (1, 1)),
-    anchor_min_sizes=((20.48,), (51.2,), (133.12,), (215.04,), (296.96,), (378.88,), (460.8,)),
-    anchor_max_sizes=((51.2,), (133.12,), (215.04,), (296.96,), (378.88,), (460.8,), (542.72,)),
+    anchor_min_sizes=((35.84,), (76.8,), (153.6,), (230.4,), (307.2,), (384.0,), (460.8,)),
+    anchor_max_sizes=((76.8,), (153.6,), (230.4,), (307.2,), (384.0,), (460.8,), (537.6,)),
     anchor_ratios=((2.0,), (2.0, 3.0), (2.0, 3.0), (2.0, 3.0), (2.0, 3.0), (2.0,), (2.0,)),
     anchor_steps=(8, 16, 32, 64, 128, 256, 512),
     anchor_offset=0.5,
@@ -21,6 +23,13 @@ SSD512_PARAMS = SSDParams(
     anchor_clip=False,
     normalizations=(20, -1, -1, -1, -1, -1, -1),
     prior_variances=(0.1, 0.1, 0.2, 0.2),
+)
+
+# The Caffe COCO SSD-512 sizes (ssd_coco.py: min_ratio 10, plus 4% / 10% for conv4_3), e.g. for converting
+# VGG_coco_SSD_512x512 without its prototxt: `params=SSD512_COCO_PARAMS.replace(num_classes=81)`.
+SSD512_COCO_PARAMS = SSD512_PARAMS.replace(
+    anchor_min_sizes=((20.48,), (51.2,), (133.12,), (215.04,), (296.96,), (378.88,), (460.8,)),
+    anchor_max_sizes=((51.2,), (133.12,), (215.04,), (296.96,), (378.88,), (460.8,), (542.72,)),
 )
 
 EXTRA_BLOCKS_512 = (

@@ -6,7 +6,7 @@ import pytest
 
 from nets import anchors
 from nets.ssd_vgg_300 import SSD300_PARAMS
-from nets.ssd_vgg_512 import SSD512_PARAMS
+from nets.ssd_vgg_512 import SSD512_COCO_PARAMS, SSD512_PARAMS
 
 
 def caffe_prior_box(layer_w, layer_h, img_w, img_h, min_size, max_size, aspect_ratios, step, offset=0.5):
@@ -45,12 +45,37 @@ def caffe_prior_box(layer_w, layer_h, img_w, img_h, min_size, max_size, aspect_r
 CAFFE_300 = dict(size=300, feat=[38, 19, 10, 5, 3, 1], min=[30, 60, 111, 162, 213, 264],
                  max=[60, 111, 162, 213, 264, 315], steps=[8, 16, 32, 64, 100, 300],
                  ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]], count=8732)
-CAFFE_512 = dict(size=512, feat=[64, 32, 16, 8, 4, 2, 1], min=[20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8],
-                 max=[51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72], steps=[8, 16, 32, 64, 128, 256, 512],
+# VOC SSD-512 (ssd_pascal_512.py): min_ratio 15, max_ratio 90, step 15, conv4_3 at 7% / 15%.
+CAFFE_512 = dict(size=512, feat=[64, 32, 16, 8, 4, 2, 1], min=[35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8],
+                 max=[76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6], steps=[8, 16, 32, 64, 128, 256, 512],
                  ratios=[[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]], count=24564)
+# COCO SSD-512 (ssd_coco.py): min_ratio 10, conv4_3 at 4% / 10%.
+CAFFE_512_COCO = dict(CAFFE_512, min=[20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8],
+                      max=[51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72])
 
 
-@pytest.mark.parametrize("caffe,params", [(CAFFE_300, SSD300_PARAMS), (CAFFE_512, SSD512_PARAMS)])
+def caffe_script_sizes(min_dim, num_layers, min_ratio, max_ratio, first_min, first_max):
+    """min/max sizes as the Caffe SSD example scripts compute them (ssd_pascal.py and friends)."""
+    step = int(math.floor((max_ratio - min_ratio) / (num_layers - 2)))
+    mins, maxs = [], []
+    for ratio in range(min_ratio, max_ratio + 1, step):
+        mins.append(min_dim * ratio / 100.0)
+        maxs.append(min_dim * (ratio + step) / 100.0)
+    return [min_dim * first_min / 100.0] + mins, [min_dim * first_max / 100.0] + maxs
+
+
+def test_sizes_follow_the_caffe_example_scripts():
+    assert caffe_script_sizes(300, 6, 20, 90, 10, 20) == (CAFFE_300["min"], CAFFE_300["max"])
+    mins, maxs = caffe_script_sizes(512, 7, 15, 90, 7, 15)
+    np.testing.assert_allclose(mins, CAFFE_512["min"])
+    np.testing.assert_allclose(maxs, CAFFE_512["max"])
+    mins, maxs = caffe_script_sizes(512, 7, 10, 90, 4, 10)
+    np.testing.assert_allclose(mins, CAFFE_512_COCO["min"])
+    np.testing.assert_allclose(maxs, CAFFE_512_COCO["max"])
+
+
+@pytest.mark.parametrize("caffe,params", [(CAFFE_300, SSD300_PARAMS), (CAFFE_512, SSD512_PARAMS),
+                                          (CAFFE_512_COCO, SSD512_COCO_PARAMS)])
 def test_anchors_equal_caffe_prior_box(caffe, params):
     ref = np.concatenate([
         caffe_prior_box(f, f, caffe["size"], caffe["size"], mn, mx, r, s)
