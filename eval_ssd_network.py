@@ -1,5 +1,21 @@
 """Evaluates SSD detections on Pascal VOC with the official devkit's metric (VOC2007 11-point and VOC2010+ AP).
 
+Model mode runs a checkpoint over a converted split, writes the VOC results files and scores them:
+
+    python eval_ssd_network.py --checkpoint_path=checkpoints/ssd_300_vgg --dataset_dir=tfrecords/ \\
+        --dataset_name=pascalvoc_2007 --dataset_split_name=test --eval_dir=eval/ --batch_size=32 \\
+        --output_json=eval/metrics.json
+    python eval_ssd_network.py --checkpoint_path=train/ --wait_for_checkpoints --timeout=3600 ...
+
+`--checkpoint_path` is a checkpoint prefix or a directory (its latest checkpoint); the model is rebuilt
+from the ssd_config.json beside it, and its class names must equal the dataset's. Detections are clipped
+to the image and mapped back to each image's original size; the results files go to
+`<eval_dir>/results/comp4_det_<split>_<class>.txt` and are scored as scoring mode would score them,
+against the ground truth of the images evaluated (all of the split, or the first --max_num_batches
+batches). `--wait_for_checkpoints` evaluates the newest checkpoint of a training directory each time a
+new one appears, until --timeout seconds pass without one (or Ctrl-C); TensorBoard scalars are written
+at each checkpoint's global step.
+
 Scoring mode scores VOC results files (the project's or anyone's) against ground truth from the
 project's TFRecords or from a VOC folder:
 
@@ -9,9 +25,8 @@ project's TFRecords or from a VOC folder:
         --dataset_name=pascalvoc_2007 --dataset_split_name=test --eval_dir=eval/
 
 Results files: `<detections_path>/comp4_det_<split>_<class>.txt`, one `<image_id> <score> <xmin> <ymin>
-<xmax> <ymax>` a line, 1-based pixels. Prints the per-class table; writes `--output_json`, and into
-`--eval_dir` a precision-recall plot per class, a summary chart and TensorBoard scalars.
-Model mode (`--checkpoint_path`) runs a network over the split and is not available yet.
+<xmax> <ymax>` a line, 1-based pixels. Both modes print the per-class table; write `--output_json`, and
+into `--eval_dir` a precision-recall plot per class, a summary chart and TensorBoard scalars.
 """
 import argparse
 import os
@@ -34,7 +49,7 @@ def build_parser():
     p.add_argument("--detections_path",
                    help="scoring mode: directory of VOC results files comp4_det_<split>_<class>.txt")
     p.add_argument("--checkpoint_path",
-                   help="model mode: a checkpoint, or a directory (its latest) [not available yet]")
+                   help="model mode: a checkpoint prefix, or a directory (its latest checkpoint)")
     p.add_argument("--dataset_dir", help="directory of the converted TFRecords and their metadata (ground truth "
                                          "from records)")
     p.add_argument("--dataset_name", default="pascalvoc_2007",
@@ -51,6 +66,30 @@ def build_parser():
     p.add_argument("--matching_threshold", type=float, default=0.5,
                    help="IoU a detection needs with a ground-truth box, >= (the devkit's 0.5 by default)")
     p.add_argument("--global_step", type=int, default=None, help="step of the TensorBoard scalars (scoring mode)")
+    m = p.add_argument_group("model mode")
+    m.add_argument("--model_name", default=None,
+                   help="expected model name (e.g. ssd_300_vgg); default: whatever the checkpoint's ssd_config.json says")
+    m.add_argument("--batch_size", type=int, default=32, help="images per batch (default %(default)s)")
+    m.add_argument("--max_num_batches", type=int, default=None,
+                   help="evaluate only the first N batches (scored against those images' ground truth)")
+    m.add_argument("--wait_for_checkpoints", action="store_true",
+                   help="--checkpoint_path is a training directory: evaluate its newest checkpoint each time a "
+                        "new one appears")
+    m.add_argument("--timeout", type=float, default=None,
+                   help="with --wait_for_checkpoints: stop after this many seconds without a new checkpoint "
+                        "(default: wait until interrupted)")
+    m.add_argument("--eval_interval_secs", type=float, default=0,
+                   help="with --wait_for_checkpoints: at least this many seconds between evaluations")
+    m.add_argument("--select_threshold", type=float, default=None,
+                   help="DetectionOutput confidence threshold (default: the model configuration's, Caffe 0.01)")
+    m.add_argument("--nms_threshold", type=float, default=None,
+                   help="NMS IoU threshold (default: the model configuration's, Caffe 0.45)")
+    m.add_argument("--top_k", type=int, default=None,
+                   help="candidates per class before NMS (default: the model configuration's, Caffe 400)")
+    m.add_argument("--keep_top_k", type=int, default=None,
+                   help="detections per image after NMS (default: the model configuration's, Caffe 200)")
+    m.add_argument("--log_every_n_batches", type=int, default=10,
+                   help="a progress line every N batches, 0 for none (default %(default)s)")
     return p
 
 
@@ -90,10 +129,141 @@ def scoring_mode(args):
     return 0
 
 
+RESULTS_SUBDIR = "results"
+
+
+def check_model_flags(args):
+    for flag in ("dataset_dir", "dataset_split_name", "eval_dir"):
+        if not getattr(args, flag):
+            raise ConfigError(None, f"model mode needs --{flag}")
+    if args.voc_dir:
+        raise ConfigError(None, "model mode reads the split from --dataset_dir; --voc_dir is for scoring mode")
+    for flag, minimum in (("batch_size", 1), ("max_num_batches", 1), ("top_k", 1), ("keep_top_k", 1),
+                          ("log_every_n_batches", 0)):
+        value = getattr(args, flag)
+        if value is not None and value < minimum:
+            raise ConfigError(None, f"--{flag} must be >= {minimum}, got {value}")
+    for flag in ("select_threshold", "nms_threshold"):
+        value = getattr(args, flag)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ConfigError(None, f"--{flag} must be in [0, 1], got {value}")
+    if args.timeout is not None and args.timeout < 0:
+        raise ConfigError(None, f"--timeout must be >= 0, got {args.timeout}")
+    if not args.wait_for_checkpoints and (args.timeout is not None or args.eval_interval_secs):
+        raise ConfigError(None, "--timeout and --eval_interval_secs go with --wait_for_checkpoints")
+    if args.wait_for_checkpoints and not os.path.isdir(args.checkpoint_path):
+        raise ConfigError(args.checkpoint_path, "--wait_for_checkpoints needs a training directory as "
+                                                "--checkpoint_path")
+
+
+class _CheckpointRunner:
+    """The evaluation graph for one model configuration, built once and reused for every checkpoint."""
+
+    def __init__(self, args, dataset):
+        self.args = args
+        self.dataset = dataset
+        self.evaluator = None
+        self.config = None
+
+    def evaluator_for(self, checkpoint):
+        from evaluation import model_eval
+        from nets import detection, model_config
+
+        config = model_config.load_model_config(checkpoint)
+        if self.evaluator is not None and config == self.config:
+            return self.evaluator
+        if self.evaluator is not None:
+            self.evaluator.close()
+            self.evaluator = None
+        model, _ = detection.load_model(checkpoint, self.args.model_name)
+        model_eval.check_class_names(config.get("class_names"), self.dataset.class_names,
+                                     model_config.config_path(checkpoint),
+                                     f"{self.dataset.name} {self.dataset.split_name}")
+        a = self.args
+        self.evaluator = model_eval.ModelEvaluator(
+            model, self.dataset.files, self.dataset.class_names, a.batch_size, max_num_batches=a.max_num_batches,
+            select_threshold=a.select_threshold, nms_threshold=a.nms_threshold, top_k=a.top_k,
+            keep_top_k=a.keep_top_k, num_examples=self.dataset.num_samples)
+        self.config = config
+        return self.evaluator
+
+    def evaluate(self, checkpoint):
+        """Evaluates one checkpoint prefix: results files, table, JSON, plots, TensorBoard scalars."""
+        from evaluation import report, voc_metric, voc_results
+
+        a = self.args
+        evaluator = self.evaluator_for(checkpoint)
+        print(f"evaluating {checkpoint} on {self.dataset.name} {self.dataset.split_name} "
+              f"({evaluator.num_images_expected} images, batch {a.batch_size})", flush=True)
+        result = evaluator.evaluate(checkpoint, log_fn=lambda line: print(line, flush=True),
+                                    log_every_n_batches=a.log_every_n_batches)
+        step = result.global_step
+        print(f"{result.num_images} images in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s)"
+              + (f", global step {step}" if step is not None else ""), flush=True)
+        split = a.dataset_split_name
+        results_dir = os.path.join(a.eval_dir, RESULTS_SUBDIR)
+        voc_results.write_results(results_dir, split, result.detections, self.dataset.class_names)
+        # Scored from the files just written: the figures are exactly what scoring mode (or the devkit)
+        # gives on them.
+        detections, _ = voc_results.read_results(results_dir, split, self.dataset.class_names)
+        evaluation = voc_metric.evaluate_detections(result.ground_truth, detections,
+                                                    iou_threshold=a.matching_threshold)
+        print(f"results files: {os.path.join(results_dir, voc_results.results_filename(split, '<class>'))}")
+        report.report_evaluation(evaluation, eval_dir=a.eval_dir, output_json=a.output_json,
+                                 global_step=step if a.global_step is None else a.global_step)
+        return evaluation
+
+    def close(self):
+        if self.evaluator is not None:
+            self.evaluator.close()
+
+
 def model_mode(args):
     """Runs the network over the split, writes the results files, then reports like scoring mode."""
-    raise ConfigError(None, "model mode (--checkpoint_path) is not available yet; "
-                            "score VOC results files with --detections_path")
+    from datasets import dataset_factory
+    from nets import model_config
+
+    check_model_flags(args)
+    if not args.wait_for_checkpoints:
+        checkpoint = model_config.resolve_checkpoint(args.checkpoint_path)  # a missing one fails before the data
+    try:
+        dataset = dataset_factory.get_dataset(args.dataset_name, args.dataset_split_name, args.dataset_dir,
+                                              labels_file=args.labels_file)
+    except ValueError as err:  # an unknown dataset name
+        raise ConfigError(None, str(err)) from None
+    runner = _CheckpointRunner(args, dataset)
+    try:
+        if not args.wait_for_checkpoints:
+            runner.evaluate(checkpoint)
+            return 0
+        return wait_for_checkpoints(runner, args.checkpoint_path, args.timeout, args.eval_interval_secs)
+    finally:
+        runner.close()
+
+
+def wait_for_checkpoints(runner, train_dir, timeout, min_interval_secs=0):
+    """Evaluates train_dir's newest checkpoint each time one appears (tf.train.checkpoints_iterator: a
+    checkpoint written while another is being evaluated is skipped for the newer one), until `timeout`
+    seconds pass without a new checkpoint, or Ctrl-C."""
+    import tensorflow as tf
+
+    from common.errors import CheckpointError
+
+    print(f"waiting for checkpoints in {train_dir}"
+          + (f" (stopping after {timeout:g} s without a new one)" if timeout is not None else ""), flush=True)
+    evaluated = 0
+    try:
+        for checkpoint in tf.train.checkpoints_iterator(train_dir, min_interval_secs=min_interval_secs,
+                                                        timeout=timeout):
+            try:
+                runner.evaluate(checkpoint)
+                evaluated += 1
+            except CheckpointError as err:  # e.g. removed by the trainer's rotation meanwhile: wait for the next
+                print(f"error: {err}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+    print(f"evaluated {evaluated} checkpoint{'s' if evaluated != 1 else ''} of {train_dir}", flush=True)
+    return 0
 
 
 def main(argv=None):

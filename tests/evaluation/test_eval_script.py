@@ -176,7 +176,7 @@ def test_split_inferred_from_the_results_files_and_a_labels_file(split, tmp_path
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--checkpoint_path=ckpt"], "model mode .* not available yet"),
+    (["--checkpoint_path=ckpt"], "model mode needs --dataset_dir"),
     ([], "exactly one of --detections_path"),
     (["--detections_path=r", "--checkpoint_path=c"], "exactly one of --detections_path"),
     (["--detections_path=r"], "exactly one of --voc_dir and --dataset_dir"),
