@@ -2,10 +2,32 @@
 
 Evaluation and inference: resize to the network size (bilinear, no aspect preservation, as the Caffe SSD
 tests) and subtract the mean (R 123, G 117, B 104); boxes stay relative so they map back to the original
-image size unchanged. Training augmentation (the Caffe SSD's photometric distortion, zoom-out, batch
-sampler, flip, random interpolation) lives beside it in this module's training functions.
+image size unchanged.
+
+Training: the Caffe SSD's augmentation (AnnotatedDataLayer with the ssd_pascal.py transform_param):
+photometric distortion, zoom-out onto a mean-filled canvas up to 4x (probability 0.5), the 7 batch
+samplers, horizontal flip (0.5), WARP resize to the network size with a random interpolation, mean
+subtraction; difficult boxes are kept (use_difficult_gt). The ops are in ssd_augmentation.py; this module
+composes them so that pixels are touched as late and as small as possible:
+
+1. All geometry is drawn first, on the boxes and the image size only: expand canvas, crop, flip.
+2. Only the part of the original image that the crop sees is loaded (for a JPEG record: decoded, with
+   decode_and_crop_jpeg) and resized straight to where it lands in the output; the expand canvas is never
+   built: after mean subtraction its fill is 0, so it is zero padding around the resized content.
+3. The photometric distortion runs on that resized content (at most out_shape pixels) instead of on the
+   original image as Caffe does. Every step of it is per pixel, so it commutes exactly with cropping and
+   with the flip, and with resizing up to interpolation (resize averages neighbouring pixels; the
+   distortion's clipping and HSV steps are not linear, so the two orders differ only where neighbouring
+   pixels straddle a clip or hue boundary). The canvas fill stays undistorted, as in Caffe, where the
+   expand happens after the distortion.
+4. Boxes follow the pixels exactly: the content window and its output position are rounded to whole
+   pixels and the boxes are mapped with that same rounded transform (at most half a pixel from the drawn
+   crop), then filtered and clipped as Caffe does (centre in crop, positive area).
 """
+import numpy as np
 import tensorflow as tf
+
+from preprocessing import ssd_augmentation as aug
 
 MEAN_RGB = (123.0, 117.0, 104.0)
 
@@ -19,3 +41,122 @@ def preprocess_for_eval(images, out_shape, mean_rgb=MEAN_RGB):
     images = tf.cast(images, tf.float32)
     images = tf.image.resize(images, out_shape, method=tf.image.ResizeMethod.BILINEAR)
     return subtract_mean(images, mean_rgb)
+
+
+def _axis_geometry(crop_lo, crop_hi, canvas, offset, size, out):
+    """One axis of the crop -> where the image's pixels go in the output.
+
+    crop_lo/hi: the crop, relative to the canvas; canvas/offset/size: canvas length, image offset in it,
+    image length (pixels); out: output length. Returns int32 (w0, w1) the image pixels to load,
+    (o0, o1) the output pixels they fill, and float32 (scale, shift) mapping an image pixel coordinate p
+    to the output coordinate shift + p * scale, consistent with the rounded window.
+    """
+    f = lambda v: tf.cast(v, tf.float32)  # noqa: E731
+    c0, c1 = crop_lo * f(canvas), crop_hi * f(canvas)
+    scale = out / tf.maximum(c1 - c0, 1e-6)
+    shift = (f(offset) - c0) * scale
+    v0 = tf.clip_by_value(c0 - f(offset), 0.0, f(size))
+    v1 = tf.clip_by_value(c1 - f(offset), 0.0, f(size))
+    w0, w1 = tf.cast(tf.round(v0), tf.int32), tf.cast(tf.round(v1), tf.int32)
+    o0 = tf.cast(tf.round(tf.clip_by_value(shift + v0 * scale, 0.0, out)), tf.int32)
+    o1 = tf.cast(tf.round(tf.clip_by_value(shift + v1 * scale, 0.0, out)), tf.int32)
+    ok = (w1 > w0) & (o1 > o0)
+    eff_scale = f(o1 - o0) / f(tf.maximum(w1 - w0, 1))
+    return (w0, w1), (o0, o1), ok, tf.where(ok, eff_scale, scale), tf.where(ok, f(o0) - f(w0) * eff_scale, shift)
+
+
+def _train_from_window_loader(load_window, height, width, labels, boxes, difficult, out_shape, mean_rgb, seed,
+                              samplers, expand_prob, max_expand_ratio, flip_prob, distortion, interpolations):
+    """The training transform, given load_window(y, x, h, w) -> uint8 [h, w, 3] pixels of the image."""
+    out_h, out_w = int(out_shape[0]), int(out_shape[1])
+    seeds = aug.SeedStream(seed)
+    boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+    height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+
+    # Geometry, on boxes and sizes only.
+    canvas_h, canvas_w, off_y, off_x = aug.sample_expand(height, width, seeds, max_expand_ratio, expand_prob)
+    canvas_boxes = aug.boxes_to_canvas(boxes, height, width, canvas_h, canvas_w, off_y, off_x)
+    crops, found = aug.generate_samples(canvas_boxes, seeds, samplers)
+    crop = aug.choose_sample(crops, found, seeds)
+    flip = seeds.bernoulli(flip_prob)
+    (y0, y1), (oy0, oy1), ok_y, scale_y, shift_y = _axis_geometry(crop[0], crop[2], canvas_h, off_y, height, out_h)
+    (x0, x1), (ox0, ox1), ok_x, scale_x, shift_x = _axis_geometry(crop[1], crop[3], canvas_w, off_x, width, out_w)
+
+    # Boxes follow the (rounded) pixel transform.
+    f = lambda v: tf.cast(v, tf.float32)  # noqa: E731
+    scale = tf.stack([scale_y * f(height) / out_h, scale_x * f(width) / out_w] * 2)
+    shift = tf.stack([shift_y / out_h, shift_x / out_w] * 2)
+    out_boxes, labels, difficult = aug.crop_boxes(boxes * scale + shift, labels, difficult)
+    out_boxes = tf.cond(flip, lambda: aug.flip_boxes(out_boxes), lambda: out_boxes)
+
+    # Pixels: only the visible window, resized to its place, distorted, mean-subtracted, zero-padded.
+    # (The mean is subtracted as a slice of a constant mean image: TF's CPU kernels broadcast a [3] vector
+    # over interleaved RGB about 10x slower than they subtract two equal-shape tensors.)
+    mean_image = tf.constant(np.broadcast_to(np.asarray(mean_rgb, np.float32), (out_h, out_w, 3)))
+
+    def content():
+        window = load_window(y0, x0, y1 - y0, x1 - x0)
+        height, width = oy1 - oy0, ox1 - ox0
+        image = aug.random_resize(window, tf.stack([height, width]), seeds, interpolations)
+        if distortion is not None:
+            image = aug.distort_color(image, seeds, distortion)
+        image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+        image = image - tf.slice(mean_image, [0, 0, 0], tf.stack([height, width, 3]))
+        left = tf.where(flip, out_w - ox1, ox0)
+        return tf.pad(image, [[oy0, out_h - oy1], [left, out_w - width - left], [0, 0]])
+
+    image = tf.cond(ok_y & ok_x, content, lambda: tf.zeros([out_h, out_w, 3], tf.float32))
+    image.set_shape([out_h, out_w, 3])
+    return image, labels, out_boxes, difficult
+
+
+_TRAIN_DEFAULTS = dict(samplers=aug.SSD_BATCH_SAMPLERS, expand_prob=0.5, max_expand_ratio=4.0, flip_prob=0.5,
+                       distortion=aug.DistortionParams(), interpolations=aug.INTERPOLATIONS)
+
+
+def preprocess_for_train(image, labels, boxes, difficult, out_shape, mean_rgb=MEAN_RGB, seed=None, **options):
+    """Caffe SSD training augmentation of one decoded image.
+
+    Args:
+      image: uint8 [H, W, 3] RGB. labels: int [G]. boxes: float32 [G, 4] relative [ymin, xmin, ymax, xmax].
+      difficult: int [G]. out_shape: (height, width) of the network input. mean_rgb: subtracted at the end.
+      seed: None (random), an int, or an int tensor [2] (a stateless seed; same seed, same output).
+      options: samplers, expand_prob, max_expand_ratio, flip_prob, distortion (DistortionParams or None),
+        interpolations (tf.image.resize method names), defaulting to the Caffe SSD's settings.
+    Returns:
+      image float32 [out_h, out_w, 3] mean-subtracted; labels [K], boxes float32 [K, 4] in [0, 1] with
+      positive area, difficult [K]: the boxes that survive the crop, in their original order.
+    """
+    image = tf.convert_to_tensor(image)
+    shape = tf.shape(image)
+
+    def load_window(y, x, h, w):
+        return tf.slice(image, tf.stack([y, x, 0]), tf.stack([h, w, 3]))
+
+    return _train_from_window_loader(load_window, shape[0], shape[1], labels, boxes, difficult, out_shape,
+                                     mean_rgb, seed, **dict(_TRAIN_DEFAULTS, **options))
+
+
+def preprocess_encoded_for_train(encoded, height, width, labels, boxes, difficult, out_shape, mean_rgb=MEAN_RGB,
+                                 seed=None, dct_method="INTEGER_FAST", **options):
+    """As preprocess_for_train, from the encoded image file (JPEG or PNG) and its size (height, width).
+
+    A JPEG is decoded only inside the crop window (tf.io.decode_and_crop_jpeg); `dct_method` trades
+    accuracy for speed (INTEGER_FAST differs from the exact IDCT by a few grey levels, far below the
+    photometric distortion). A PNG is decoded whole and sliced.
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+
+    def load_window(y, x, h, w):
+        def jpeg():
+            return tf.io.decode_and_crop_jpeg(encoded, tf.stack([y, x, h, w]), channels=3, dct_method=dct_method)
+
+        def other():
+            return tf.slice(tf.io.decode_png(encoded, channels=3), tf.stack([y, x, 0]), tf.stack([h, w, 3]))
+
+        window = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+        window.set_shape([None, None, 3])
+        return window
+
+    return _train_from_window_loader(load_window, height, width, labels, boxes, difficult, out_shape,
+                                     mean_rgb, seed, **dict(_TRAIN_DEFAULTS, **options))
