@@ -1,0 +1,113 @@
+"""train_ssd_network.py end to end on a tiny synthetic record set (lite SSD, batch 2, a few steps).
+
+One train_dir goes through a short run (the loss falls) and a restart (the global step and the learning-rate
+schedule continue without a jump) that a NaN injected into the loss stops (exit 1 naming the step and the
+loss terms; the last good checkpoint stays). SIGTERM is tested in-process (tests/training/test_trainer.py).
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.training.fixtures import tiny_record_set
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "train_ssd_network.py")
+BOUNDARY = 9
+LINE = re.compile(r"step (\d+)(?:/\d+)?: loss (\S+) \(ce_pos (\S+), ce_neg (\S+), loc (\S+), reg (\S+)\) "
+                  r"pos (\d+) neg (\d+) lr (\S+)")
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    return tiny_record_set(str(tmp_path_factory.mktemp("tiny")))
+
+
+def command(records, train_dir, *extra):
+    records_dir, split, _ = records
+    return [sys.executable, SCRIPT, f"--train_dir={train_dir}", f"--dataset_dir={records_dir}",
+            "--dataset_name=voc_custom", f"--dataset_split_name={split}", "--model_name=ssd_300_vgg_lite",
+            "--batch_size=2", "--log_every_n_steps=1", "--save_interval_secs=0", "--optimizer=adam",
+            "--learning_rate=0.001", "--learning_rate_decay_type=piecewise",
+            f"--learning_rate_boundaries={BOUNDARY}", "--seed=1", "--num_summary_images=1", *extra]
+
+
+def env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+
+
+def parse(stdout):
+    """{step: (total loss, learning rate)} of the progress lines."""
+    return {int(m.group(1)): (float(m.group(2)), float(m.group(9))) for m in LINE.finditer(stdout)}
+
+
+def expected_lr(step):
+    """The logged step N is the N-th update; it uses the Caffe multistep rate of global step N - 1."""
+    return 1e-3 * (0.1 if step - 1 >= BOUNDARY else 1.0)
+
+
+def latest_step(train_dir):
+    with open(os.path.join(train_dir, "checkpoint")) as f:
+        return int(re.search(r'^model_checkpoint_path: "model\.ckpt-(\d+)"', f.read(), re.M).group(1))
+
+
+def test_help_lists_the_tf_slim_flags():
+    out = subprocess.run([sys.executable, SCRIPT, "--help"], capture_output=True, text=True, timeout=60).stdout
+    for flag in ("--train_dir", "--checkpoint_exclude_scopes", "--trainable_scopes", "--ignore_missing_vars",
+                 "--checkpoint_model_scope", "--learning_rate_decay_type", "--num_epochs_per_decay",
+                 "--end_learning_rate", "--negative_ratio", "--match_threshold", "--loss_alpha", "--rmsprop_decay",
+                 "--adam_beta1", "--ftrl_l1", "--save_interval_secs", "--save_summaries_secs", "--optimizer"):
+        assert flag in out, flag
+    assert "debug_nan_at_step" not in out
+
+
+def test_missing_checkpoint_is_one_line_error(records, tmp_path):
+    proc = subprocess.run(command(records, tmp_path / "run", "--checkpoint_path=/nonexistent/model.ckpt"),
+                          capture_output=True, text=True, timeout=120, env=env())
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: /nonexistent/model.ckpt: no such checkpoint")
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_train_resume_after_sigterm_then_stop_on_nan(records, tmp_path):
+    train_dir = str(tmp_path / "train")
+    # 1. A short run: the loss falls.
+    first = subprocess.run(command(records, train_dir, "--max_number_of_steps=8"), capture_output=True,
+                           text=True, timeout=600, env=env())
+    assert first.returncode == 0, first.stderr[-3000:]
+    logged = parse(first.stdout)
+    assert sorted(logged) == list(range(1, 9)), first.stdout[-2000:]
+    losses = [logged[s][0] for s in range(1, 9)]
+    assert np.mean(losses[-3:]) < 0.85 * np.mean(losses[:3]), losses
+    assert latest_step(train_dir) == 8
+    config = json.load(open(os.path.join(train_dir, "ssd_config.json")))
+    assert config["model_name"] == "ssd_300_vgg_lite" and config["num_classes"] == len(records[2]) + 1
+    assert config["class_names"] == list(records[2])
+
+    # 2. Restarted with the same train_dir: the global step and the schedule continue (the decay at step
+    # BOUNDARY falls in this part) until a NaN injected at step 12 stops it with status 1, naming the step
+    # and the loss terms; the last good checkpoint (step 11) stays and reads.
+    nan_step = 12
+    proc = subprocess.run(command(records, train_dir, "--max_number_of_steps=1000",
+                                  f"--debug_nan_at_step={nan_step}"),
+                          capture_output=True, text=True, timeout=600, env=env())
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    resumed = parse(proc.stdout)
+    assert sorted(resumed) == list(range(9, nan_step)), proc.stdout[-2000:]
+    for step, (_, lr) in list(logged.items()) + list(resumed.items()):  # no jump in the schedule
+        assert lr == pytest.approx(expected_lr(step), rel=1e-5), step
+    assert resumed[BOUNDARY + 1][1] == pytest.approx(1e-4) and resumed[BOUNDARY][1] == pytest.approx(1e-3)
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"error: {train_dir}: non-finite total_loss")
+    assert f"at step {nan_step} (total_loss=nan, cross_entropy_pos=" in error
+    assert "cross_entropy_neg=" in error and "localization=" in error
+    assert latest_step(train_dir) == nan_step - 1
+    import tensorflow as tf
+    reader = tf.train.load_checkpoint(os.path.join(train_dir, f"model.ckpt-{nan_step - 1}"))
+    assert int(reader.get_tensor("global_step")) == nan_step - 1
+    for name in reader.get_variable_to_shape_map():
+        assert np.all(np.isfinite(reader.get_tensor(name))), name
