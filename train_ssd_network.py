@@ -1,15 +1,14 @@
 """Trains or fine-tunes an SSD network on converted TFRecords (TF-Slim's train_image_classifier.py flags).
 
-    python train_ssd_network.py --train_dir=./logs/ssd_300_vgg --dataset_dir=./tfrecords \\
-        --dataset_name=pascalvoc_0712 --dataset_split_name=trainval --model_name=ssd_300_vgg \\
-        --checkpoint_path=./checkpoints/vgg_16.ckpt --checkpoint_model_scope=vgg_16 \\
-        --checkpoint_exclude_scopes=ssd_300_vgg/block8,ssd_300_vgg/block9,ssd_300_vgg/block10,\\
-ssd_300_vgg/block11,ssd_300_vgg/block4_box,ssd_300_vgg/block7_box,ssd_300_vgg/block8_box,\\
-ssd_300_vgg/block9_box,ssd_300_vgg/block10_box,ssd_300_vgg/block11_box \\
-        --batch_size=32 --max_number_of_steps=120000
+    python train_ssd_network.py --train_dir=./logs/ssd_300_vgg --dataset_dir=./tfrecords \
+        --dataset_name=pascalvoc_0712 --dataset_split_name=trainval --model_name=ssd_300_vgg \
+        --checkpoint_path=./checkpoints/vgg_16.ckpt --checkpoint_model_scope=vgg_16 \
+        --checkpoint_exclude_scopes=ssd_300_vgg/block8,ssd_300_vgg/block9,ssd_300_vgg/block10,\
+ssd_300_vgg/block11,*_box --batch_size=32 --max_number_of_steps=120000
 
 The defaults are the Caffe SSD's VOC07+12 solver: momentum 0.9, learning rate 1e-3 divided by 10 at
-steps 80000 and 100000, weight decay 5e-4, 3 negatives per positive, match threshold 0.5. A run restarted
+steps 80000 and 100000, weight decay 5e-4 (not on biases), biases at twice the learning rate, 3 negatives
+per positive, match threshold 0.5. A run restarted
 with the same --train_dir resumes from its newest checkpoint (--checkpoint_path is then ignored);
 --train_dir also receives ssd_config.json, so evaluation and detection need only the directory.
 SIGINT/SIGTERM save a checkpoint and exit 0; a NaN or infinite loss stops with exit status 1, keeping the
@@ -99,8 +98,8 @@ def parse_args(argv):
     o("--momentum", type=float, default=0.9, help="momentum of the momentum optimiser")
     o("--rmsprop_momentum", type=float, default=0.9, help="rmsprop momentum")
     o("--rmsprop_decay", type=float, default=0.9, help="rmsprop decay")
-    o("--bias_learning_rate_multiplier", type=float, default=1.0,
-      help="learning-rate multiplier of biases (the Caffe SSD prototxts use 2)")
+    o("--bias_learning_rate_multiplier", type=float, default=2.0,
+      help="learning-rate multiplier of biases (Caffe SSD: lr_mult 2; TF-Slim: 1)")
     r = p.add_argument_group("learning rate").add_argument
     r("--learning_rate", type=float, default=0.001, help="initial learning rate")
     r("--learning_rate_decay_type", default="piecewise", choices=DECAY_TYPES, help="schedule")

@@ -170,9 +170,8 @@ def build_train_graph(model, input_fn, learning_rate_fn, optimizer_fn, distribut
                       iterator.initializer, fetches, summary_op, model_variables, list(trained), saver)
 
 
-def prepare_train_dir(train_dir, config):
-    """Creates train_dir and writes ssd_config.json, or checks that the one there describes this model."""
-    os.makedirs(train_dir, exist_ok=True)
+def check_train_dir(train_dir, config):
+    """Raises ConfigError when train_dir's ssd_config.json describes another model than `config`."""
     path = model_config_lib.config_path(train_dir)
     if os.path.exists(path):
         old = model_config_lib.load_model_config(path)
@@ -180,6 +179,12 @@ def prepare_train_dir(train_dir, config):
             if old.get(key) != config.get(key):
                 raise ConfigError(path, f"train_dir holds a model with {key}={old.get(key)!r}, this run has "
                                         f"{config.get(key)!r}: use another --train_dir")
+
+
+def prepare_train_dir(train_dir, config):
+    """Creates train_dir and writes ssd_config.json, after checking any one there (check_train_dir)."""
+    check_train_dir(train_dir, config)
+    os.makedirs(train_dir, exist_ok=True)
     model_config_lib.save_model_config(train_dir, config)
 
 
@@ -228,9 +233,8 @@ def train(model, input_fn, learning_rate_fn, optimizer_fn, distribution, options
     on_step(step, values): called after every step (tests, benchmarks).
     Raises NonFiniteLossError, CheckpointError (warm start does not fit; no checkpoint restores), ConfigError.
     """
-    if model_config is not None and distribution.is_chief:
-        prepare_train_dir(options.train_dir, model_config)
-    os.makedirs(options.train_dir, exist_ok=True)
+    if model_config is not None:
+        check_train_dir(options.train_dir, model_config)  # before the long graph build
     with tf.Graph().as_default():
         if options.seed is not None:
             tf.compat.v1.set_random_seed(options.seed)
@@ -260,6 +264,10 @@ def train(model, input_fn, learning_rate_fn, optimizer_fn, distribution, options
                 for notice in initializer.plan.notices:
                     log.warning("%s", notice)
                 log.info("initialised %s", initializer.plan.summary())
+            # Only now that the weights are set: a run that fails to start leaves no train_dir behind.
+            os.makedirs(options.train_dir, exist_ok=True)
+            if model_config is not None and distribution.is_chief:
+                prepare_train_dir(options.train_dir, model_config)
             log.info("%s; training %d of %d variables; global batch %d", distribution.description,
                      len(tg.variables_to_train), len(tg.model_variables), options.batch_size)
             return _loop(session, tg, keeper, options, distribution.is_chief, on_step)

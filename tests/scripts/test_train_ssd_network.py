@@ -73,7 +73,8 @@ def test_missing_checkpoint_is_one_line_error(records, tmp_path):
     assert not os.path.exists(tmp_path / "run")
 
 
-def test_train_resume_after_sigterm_then_stop_on_nan(records, tmp_path):
+@pytest.mark.slow
+def test_train_then_resume_until_a_nan_stops_it(records, tmp_path):
     train_dir = str(tmp_path / "train")
     # 1. A short run: the loss falls.
     first = subprocess.run(command(records, train_dir, "--max_number_of_steps=8"), capture_output=True,

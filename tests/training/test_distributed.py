@@ -9,9 +9,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow
 def test_two_replicas_match_one_replica_on_the_global_batch():
     script = os.path.join(ROOT, "tests", "training", "replica_equivalence.py")
     proc = subprocess.run([sys.executable, script], cwd=ROOT, capture_output=True, text=True, timeout=600,

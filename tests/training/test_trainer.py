@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.errors import ConfigError
+from common.errors import CheckpointError, ConfigError
 from nets import model_config, nets_factory
 from tests.training.fixtures import memory_input_fn
 from training import distribution, optimizers, trainer
@@ -72,6 +72,7 @@ def test_loss_falls_and_train_dir_holds_config_checkpoint_and_summaries(referenc
     assert any(t.startswith("images_with_ground_truth") for t in tags)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_a_resumed_run_ends_where_an_uninterrupted_one_does(reference, tmp_path):
     ref_dir, ref_result, model, config = reference
 
@@ -123,3 +124,14 @@ def test_train_dir_of_another_model_is_refused(tmp_path):
     trainer.prepare_train_dir(str(tmp_path), config6)  # same model: fine
     with pytest.raises(ConfigError, match="num_classes"):
         trainer.prepare_train_dir(str(tmp_path), config4)
+
+
+def test_a_warm_start_that_does_not_fit_fails_before_writing_anything(reference, tmp_path):
+    from tests.training.test_checkpoint_init import write_checkpoint
+    _, ref_result, model, config = reference
+    tensors = read_checkpoint(ref_result.checkpoint)
+    tensors["ssd_300_vgg_lite/conv2/conv2_1/weights"] = np.zeros((3, 3, 8, 99), np.float32)
+    bad = write_checkpoint(str(tmp_path / "bad.ckpt"), tensors)
+    with pytest.raises(CheckpointError, match=r"conv2_1/weights .*checkpoint \[3, 3, 8, 99\], model \[3, 3, 8, 16\]"):
+        run(tmp_path / "train", 2, model, config, warm_start=trainer.WarmStart(bad))
+    assert not os.path.exists(tmp_path / "train")
