@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from datasets import tfrecord_decoder as decoder
 from nets.box_coding import encode_targets
-from preprocessing import ssd_vgg_preprocessing
+from preprocessing import preprocessing_factory
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_MAX_BOXES = 64      # VOC's most crowded image has 56 objects (VOC 2012), 42 in VOC 2007
@@ -92,17 +92,18 @@ def train_dataset(files, model, batch_size, is_training=True, seed=None, num_epo
     out_shape = tuple(model.image_size)
     anchors = tf.constant(model.anchors, tf.float32)
     augmentation = dict(augmentation or {})
+    preprocess = preprocessing_factory.get_preprocessing(model.name, is_training, from_encoded=True)
 
     def prepare(serialized, element_seed):
         if is_training:
             example = _parse_without_decoding(serialized)
-            image, labels, boxes, _ = ssd_vgg_preprocessing.preprocess_encoded_for_train(
+            image, labels, boxes, _ = preprocess(
                 example["encoded"], example["shape"][0], example["shape"][1], example["labels"],
                 example["boxes"], example["difficult"], out_shape, model.mean_rgb, seed=element_seed,
                 dct_method=dct_method, **augmentation)
         else:
             example = decoder.parse_example(serialized)
-            image = ssd_vgg_preprocessing.preprocess_for_eval(example["image"], out_shape, model.mean_rgb)
+            image = preprocess(example["image"], out_shape, model.mean_rgb)
             labels, boxes = example["labels"], example["boxes"]
         image.set_shape(out_shape + (3,))
         # Difficult boxes stay positives (Caffe's use_difficult_gt: true in ssd_pascal.py).
@@ -124,8 +125,10 @@ def train_dataset(files, model, batch_size, is_training=True, seed=None, num_epo
         dataset = dataset.map(lambda s: prepare(s, None), num_parallel_calls=num_parallel_calls,
                               deterministic=False)
     else:
+        # Element i of shard k augments with the stateless seed [seed, i * num_shards + k]: distinct draws in
+        # every input pipeline, the same ones at every run.
         dataset = dataset.enumerate().map(
-            lambda i, s: prepare(s, tf.stack([tf.constant(seed, tf.int64), i])),
+            lambda i, s: prepare(s, tf.stack([tf.constant(seed, tf.int64), i * num_shards + shard_index])),
             num_parallel_calls=num_parallel_calls, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=is_training)
     return dataset.prefetch(AUTOTUNE).with_options(_options())
@@ -140,10 +143,11 @@ def eval_dataset(files, model, batch_size, num_parallel_calls=AUTOTUNE):
     The last batch holds the remainder.
     """
     out_shape = tuple(model.image_size)
+    preprocess = preprocessing_factory.get_preprocessing(model.name, is_training=False)
 
     def prepare(serialized):
         example = decoder.parse_example(serialized)
-        image = ssd_vgg_preprocessing.preprocess_for_eval(example["image"], out_shape, model.mean_rgb)
+        image = preprocess(example["image"], out_shape, model.mean_rgb)
         image.set_shape(out_shape + (3,))
         return {
             "image": image,

@@ -9,9 +9,17 @@ preprocessing_fn_map = {
 }
 
 
-def get_preprocessing(name, is_training=False):
-    """fn(image, ...) for the model `name`: preprocess_for_train or preprocess_for_eval of its module."""
+def get_preprocessing(name, is_training=False, from_encoded=False):
+    """The pre-processing function of the model `name`.
+
+    is_training False: preprocess_for_eval(images, out_shape, mean_rgb).
+    is_training True: preprocess_for_train(image, labels, boxes, difficult, out_shape, mean_rgb, seed, ...)
+    -> (image, labels, boxes, difficult); with from_encoded, preprocess_encoded_for_train(encoded, height,
+    width, labels, boxes, difficult, out_shape, mean_rgb, seed, ...), which decodes only the crop it uses.
+    """
     if name not in preprocessing_fn_map:
         raise ValueError(f"Preprocessing name [{name}] was not recognized")
     module = preprocessing_fn_map[name]
-    return module.preprocess_for_train if is_training else module.preprocess_for_eval
+    if not is_training:
+        return module.preprocess_for_eval
+    return module.preprocess_encoded_for_train if from_encoded else module.preprocess_for_train

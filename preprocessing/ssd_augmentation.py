@@ -53,7 +53,6 @@ class SeedStream:
 # Photometric distortion (Caffe DistortImage). Caffe works on uint8 images, so every step saturates to
 # [0, 255]; here on float32 in [0, 255] with a clip after every step.
 
-
 @dataclasses.dataclass(frozen=True)
 class DistortionParams:
     """Caffe's DistortionParameter as the SSD prototxts set it."""
@@ -83,6 +82,31 @@ def adjust_contrast(image, factor):
     return _clip(image * factor)
 
 
+def _planes(image):
+    """[..., 3] -> [3, N]: TF's CPU kernels are an order of magnitude slower on interleaved RGB wherever a
+    channel is addressed (tf.image.adjust_hue and adjust_saturation cost 2-3x the functions below on a
+    300x300 image), so the HSV steps work on the three colour planes, one transpose each way."""
+    return tf.transpose(tf.reshape(image, [-1, 3]))
+
+
+def _interleave(planes, shape):
+    return tf.reshape(tf.transpose(tf.stack(planes)), shape)
+
+
+def adjust_saturation(image, factor):
+    """AdjustSaturation, exactly in HSV: float32 [..., 3] RGB in [0, 255] -> the same.
+
+    S = (max - min) / max is multiplied by `factor` and clipped to [0, 1] with H and V = max kept: every
+    channel moves away from (or towards) the max by the same ratio, c' = max - (max - c) * k,
+    k = min(factor, max / (max - min)).
+    """
+    r, g, b = tf.unstack(_planes(image))
+    vmax = tf.maximum(tf.maximum(r, g), b)
+    chroma = vmax - tf.minimum(tf.minimum(r, g), b)
+    k = tf.minimum(tf.cast(factor, tf.float32), vmax / tf.maximum(chroma, 1e-6))
+    return _interleave([vmax - (vmax - c) * k for c in (r, g, b)], tf.shape(image))
+
+
 def adjust_saturation_hue(image, saturation=1.0, hue_delta=0.0):
     """AdjustSaturation then AdjustHue, exactly in HSV: float32 [..., 3] RGB in [0, 255] -> the same.
 
@@ -91,14 +115,11 @@ def adjust_saturation_hue(image, saturation=1.0, hue_delta=0.0):
     both. Computed with the hexcone formulas: V = max is kept, the chroma C = max - min = V * S is scaled,
     the hue h in [0, 6) (sextants) is shifted, and each channel is V - C + C * P(h), where P is the pure
     hue's channel: R = clip(|h - 3| - 1, 0, 1), G = clip(2 - |h - 2|, 0, 1), B = clip(2 - |h - 4|, 0, 1).
-    The result stays in [0, 255] up to rounding. (OpenCV saturates H + delta at 0 where this wraps.)
-
-    It works on the three colour planes ([3, N], one transpose each way): TF's CPU kernels are an order of
-    magnitude slower on interleaved RGB wherever a channel is addressed (tf.image.adjust_hue and
-    adjust_saturation each cost about twice this on a 300x300 image), and float FloorMod is slower still.
+    The result stays in [0, 255] up to rounding. |hue_delta| <= 180. (OpenCV saturates H + delta at 0 where
+    this wraps.)
     """
     shape = tf.shape(image)
-    planes = tf.transpose(tf.reshape(image, [-1, 3]))
+    planes = _planes(image)
     r, g, b = planes[0], planes[1], planes[2]
     vmax = tf.maximum(tf.maximum(r, g), b)
     chroma = vmax - tf.minimum(tf.minimum(r, g), b)
@@ -113,8 +134,7 @@ def adjust_saturation_hue(image, saturation=1.0, hue_delta=0.0):
     red = tf.clip_by_value(tf.abs(hue - 3.0) - 1.0, 0.0, 1.0)
     green = tf.clip_by_value(2.0 - tf.abs(hue - 2.0), 0.0, 1.0)
     blue = tf.clip_by_value(2.0 - tf.abs(hue - 4.0), 0.0, 1.0)
-    planes = tf.stack([base + chroma * red, base + chroma * green, base + chroma * blue])
-    return tf.reshape(tf.transpose(planes), shape)
+    return _interleave([base + chroma * red, base + chroma * green, base + chroma * blue], shape)
 
 
 def distort_color(image, seeds, params=DistortionParams()):
@@ -137,8 +157,10 @@ def distort_color(image, seeds, params=DistortionParams()):
 
     image = maybe(do_b, lambda x: adjust_brightness(x, delta_b), image)
     image = maybe(do_c & contrast_first, lambda x: adjust_contrast(x, factor_c), image)
-    image = maybe(do_s | do_h, lambda x: _clip(adjust_saturation_hue(x, tf.where(do_s, factor_s, 1.0),
-                                                                     tf.where(do_h, delta_h, 0.0))), image)
+    # Saturation and hue change different HSV components, so they are one step (one HSV round trip); the
+    # cheaper saturation-only formula where the hue stays.
+    image = tf.cond(do_h, lambda: _clip(adjust_saturation_hue(image, tf.where(do_s, factor_s, 1.0), delta_h)),
+                    lambda: maybe(do_s, lambda x: _clip(adjust_saturation(x, factor_s)), image))
     image = maybe(do_c & ~contrast_first, lambda x: adjust_contrast(x, factor_c), image)
     return image
 

@@ -13,11 +13,11 @@ from nets import nets_factory
 from nets.box_coding import encode_targets
 from preprocessing import ssd_vgg_preprocessing
 
-# (height, width, format, boxes [ymin, xmin, ymax, xmax] relative, labels, difficult)
+# (height, width, format[-Pillow mode], boxes [ymin, xmin, ymax, xmax] relative, labels, difficult)
 RECORDS = [
     (120, 160, "JPEG", [[0.1, 0.1, 0.6, 0.5], [0.5, 0.4, 0.9, 0.95]], [3, 7], [0, 1]),
     (100, 100, "PNG", [[0.2, 0.3, 0.5, 0.6]], [12], [0]),
-    (90, 140, "JPEG", [], [], []),
+    (90, 140, "JPEG-L", [], [], []),  # a grayscale JPEG without objects
     (130, 110, "JPEG", [[0.0, 0.0, 1.0, 1.0], [0.3, 0.3, 0.4, 0.45], [0.6, 0.1, 0.8, 0.3]], [15, 1, 2], [0, 0, 1]),
     (110, 150, "PNG", [[0.05, 0.6, 0.5, 0.98]], [20], [1]),
     (140, 120, "JPEG", [[0.3, 0.2, 0.7, 0.8], [0.1, 0.1, 0.2, 0.2]], [9, 4], [0, 0]),
@@ -29,7 +29,8 @@ def _example(index, height, width, fmt, boxes, labels, difficult):
     rng = np.random.default_rng(index)
     coarse = rng.integers(0, 256, (height // 8 + 2, width // 8 + 2, 3), dtype=np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(coarse).resize((width, height), Image.BILINEAR).save(buf, fmt)
+    fmt, _, mode = fmt.partition("-")
+    Image.fromarray(coarse).resize((width, height), Image.BILINEAR).convert(mode or "RGB").save(buf, fmt)
     boxes = np.array(boxes, np.float32).reshape(-1, 4)
     f = lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v))  # noqa: E731
     n = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))  # noqa: E731

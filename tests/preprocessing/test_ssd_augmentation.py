@@ -170,6 +170,15 @@ def test_saturation_hue_matches_opencv_hsv():
             np.testing.assert_allclose(out, cv_saturation_hue(image, saturation, delta), atol=0.05)
 
 
+def test_saturation_matches_opencv_hsv():
+    image = np.random.default_rng(8).uniform(0, 255, (30, 40, 3)).astype(np.float32)
+    image[0, :10] = 77.0
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        for factor in (0.5, 0.9, 1.0, 1.5, 3.0):
+            out = sess.run(aug.adjust_saturation(tf.constant(image), factor))
+            np.testing.assert_allclose(out, cv_saturation_hue(image, factor, 0.0), atol=0.05)
+
+
 def np_distort(image, order, b=None, c=None, s=1.0, h=0.0):
     x = image.astype(np.float32)
     if b is not None:
@@ -202,6 +211,17 @@ def test_distort_color_follows_one_of_caffes_two_orders():
                               h=-p.hue_delta + 2 * p.hue_delta * uh)
         np.testing.assert_allclose(out, expected, atol=0.1)
     assert orders == {"bcsh", "bshc"}
+
+
+def test_distort_color_saturation_without_hue():
+    image = np.random.default_rng(9).uniform(0, 255, (20, 30, 3)).astype(np.float32)
+    params = aug.DistortionParams(brightness_prob=0.0, contrast_prob=0.0, saturation_prob=1.0, hue_prob=0.0)
+    run = Runner(lambda seeds, x: aug.distort_color(x, seeds, params), (tf.float32, [None, None, 3]))
+    draws = Runner(lambda seeds: [seeds.bernoulli(0.5)] + [seeds.uniform() for _ in range(8)])
+    for seed in range(5):
+        us = draws(seed)[6]
+        factor = params.saturation_lower + (params.saturation_upper - params.saturation_lower) * us
+        np.testing.assert_allclose(run(seed, image), np_distort(image, "bcsh", s=factor), atol=0.05)
 
 
 def test_distort_color_keeps_pixel_range_and_varies():

@@ -183,5 +183,7 @@ def test_eval_preprocessing_matches_opencv_linear_resize():
 def test_factory():
     assert preprocessing_factory.get_preprocessing("ssd_300_vgg", is_training=True) is prep.preprocess_for_train
     assert preprocessing_factory.get_preprocessing("ssd_512_vgg") is prep.preprocess_for_eval
+    assert preprocessing_factory.get_preprocessing("caffe_ssd", True, from_encoded=True) is \
+        prep.preprocess_encoded_for_train
     with pytest.raises(ValueError):
         preprocessing_factory.get_preprocessing("resnet")
