@@ -1,0 +1,1 @@
+import common.tf_env  # noqa: F401  (sets TensorFlow environment defaults before TensorFlow loads)

@@ -7,3 +7,4 @@ distribution.py      tf.distribute strategies for the v1 graph (one machine's de
 summaries.py         TensorBoard summaries and the progress line
 trainer.py           the distributed training step and the loop (resume, NaN guard, signals)
 """
+import common.tf_env  # noqa: F401  (sets TensorFlow environment defaults before TensorFlow loads)
