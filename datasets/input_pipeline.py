@@ -4,7 +4,7 @@ Training (`train_dataset`): shard files shuffled, read interleaved, records shuf
 parse, decode only the crop window, the Caffe SSD augmentation (preprocessing/ssd_vgg_preprocessing.py),
 anchor targets (nets/box_coding.encode_targets), fixed-size padding of the ground truth; batches of static
 shape, prefetched. With a seed the stream is reproducible: the shuffles use it, and each element's
-augmentation uses the stateless seed [seed, element index], whatever the parallelism.
+augmentation uses a stateless seed made of the seed and the element's index, whatever the parallelism.
 
 Evaluation (`eval_dataset`): records in file order, each image decoded exactly (as OpenCV/Caffe decode
 it), resized and mean-subtracted, with its original size, id and ground truth; the last batch may be short.
@@ -19,7 +19,7 @@ from nets.box_coding import encode_targets
 from preprocessing import preprocessing_factory
 
 AUTOTUNE = tf.data.AUTOTUNE
-DEFAULT_MAX_BOXES = 64      # VOC's most crowded image has 56 objects (VOC 2012), 42 in VOC 2007
+DEFAULT_MAX_BOXES = 64      # more than any VOC image holds (a few dozen at most)
 DEFAULT_SHUFFLE_BUFFER = 2048
 CYCLE_LENGTH = 8            # shards read at once
 
@@ -52,9 +52,16 @@ def _records(files, shuffle, seed, num_epochs, shuffle_buffer, num_shards, shard
     files = list(files)
     if not files:
         raise ValueError("no record files given")
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index {shard_index} not in [0, {num_shards})")
+    record_seed = None if seed is None else seed + 1
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string))
-    if num_shards > 1:
-        dataset = dataset.shard(num_shards, shard_index)
+    if len(files) < num_shards:
+        # Fewer files than input pipelines: each reads every file in the same order and keeps every
+        # num_shards-th record (tf.distribute's DATA auto-shard policy), shuffling only afterwards.
+        dataset = dataset.flat_map(tf.data.TFRecordDataset).shard(num_shards, shard_index).repeat(num_epochs)
+        return dataset.shuffle(shuffle_buffer, seed=record_seed) if shuffle else dataset
+    dataset = dataset.shard(num_shards, shard_index)  # by file (the FILE policy)
     if shuffle:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.repeat(num_epochs)
@@ -62,7 +69,7 @@ def _records(files, shuffle, seed, num_epochs, shuffle_buffer, num_shards, shard
         return dataset.flat_map(tf.data.TFRecordDataset)
     dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), CYCLE_LENGTH),
                                  block_length=1, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    return dataset.shuffle(shuffle_buffer, seed=None if seed is None else seed + 1, reshuffle_each_iteration=True)
+    return dataset.shuffle(shuffle_buffer, seed=record_seed, reshuffle_each_iteration=True)
 
 
 def train_dataset(files, model, batch_size, is_training=True, seed=None, num_epochs=None,
@@ -80,8 +87,9 @@ def train_dataset(files, model, batch_size, is_training=True, seed=None, num_epo
       seed: None (fastest: nondeterministic order and augmentation) or an int: the same stream every run.
       num_epochs: None repeats forever. match_threshold: Caffe's overlap_threshold for matching.
       max_boxes: length of the padded `boxes`/`labels` (targets always use every box).
-      num_shards, shard_index: read only every num_shards-th file from shard_index (one input pipeline
-        of several). dct_method: JPEG IDCT for training decodes. augmentation: options for
+      num_shards, shard_index: this input pipeline's part of the data, one of num_shards: every
+        num_shards-th file from shard_index (every num_shards-th record when there are fewer files).
+      dct_method: JPEG IDCT for training decodes. augmentation: options for
         ssd_vgg_preprocessing.preprocess_for_train (samplers, expand_prob, ...), Caffe's by default.
     Returns:
       tf.data.Dataset of dicts: image float32 [B, H, W, 3] (model.image_size, minus model.mean_rgb);
@@ -94,6 +102,7 @@ def train_dataset(files, model, batch_size, is_training=True, seed=None, num_epo
     augmentation = dict(augmentation or {})
     preprocess = preprocessing_factory.get_preprocessing(model.name, is_training, from_encoded=True)
 
+    @tf.autograph.experimental.do_not_convert  # plain graph code: AutoGraph would only slow down tracing
     def prepare(serialized, element_seed):
         if is_training:
             example = _parse_without_decoding(serialized)
@@ -145,6 +154,7 @@ def eval_dataset(files, model, batch_size, num_parallel_calls=AUTOTUNE):
     out_shape = tuple(model.image_size)
     preprocess = preprocessing_factory.get_preprocessing(model.name, is_training=False)
 
+    @tf.autograph.experimental.do_not_convert
     def prepare(serialized):
         example = decoder.parse_example(serialized)
         image = preprocess(example["image"], out_shape, model.mean_rgb)

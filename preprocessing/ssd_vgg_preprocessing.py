@@ -96,14 +96,14 @@ def _train_from_window_loader(load_window, height, width, labels, boxes, difficu
 
     def content():
         window = load_window(y0, x0, y1 - y0, x1 - x0)
-        height, width = oy1 - oy0, ox1 - ox0
-        image = aug.random_resize(window, tf.stack([height, width]), seeds, interpolations)
+        content_h, content_w = oy1 - oy0, ox1 - ox0
+        image = aug.random_resize(window, tf.stack([content_h, content_w]), seeds, interpolations)
         if distortion is not None:
             image = aug.distort_color(image, seeds, distortion)
         image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
-        image = image - tf.slice(mean_image, [0, 0, 0], tf.stack([height, width, 3]))
+        image = image - tf.slice(mean_image, [0, 0, 0], tf.stack([content_h, content_w, 3]))
         left = tf.where(flip, out_w - ox1, ox0)
-        return tf.pad(image, [[oy0, out_h - oy1], [left, out_w - width - left], [0, 0]])
+        return tf.pad(image, [[oy0, out_h - oy1], [left, out_w - content_w - left], [0, 0]])
 
     image = tf.cond(ok_y & ok_x, content, lambda: tf.zeros([out_h, out_w, 3], tf.float32))
     image.set_shape([out_h, out_w, 3])

@@ -11,6 +11,7 @@ from datasets import input_pipeline
 from datasets import tfrecord_decoder as decoder
 from nets import nets_factory
 from nets.box_coding import encode_targets
+from preprocessing import ssd_augmentation as aug
 from preprocessing import ssd_vgg_preprocessing
 
 # (height, width, format[-Pillow mode], boxes [ymin, xmin, ymax, xmax] relative, labels, difficult)
@@ -162,14 +163,23 @@ def test_unseeded_stream_runs_eagerly(record_files, model):
     assert batch["image"].shape == (2, 300, 300, 3)
 
 
-def test_shards_split_the_files(record_files, model):
-    def labels(**kw):
-        batches = take(lambda: input_pipeline.train_dataset(record_files, model, batch_size=1, is_training=False,
-                                                            num_epochs=1, **kw), 10)
-        return [tuple(b["labels"][0][:b["num_boxes"][0]]) for b in batches]
-    whole = labels()
-    part0, part1 = labels(num_shards=2, shard_index=0), labels(num_shards=2, shard_index=1)
-    assert sorted(part0 + part1) == sorted(whole) and part0 and part1
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shards_split_the_records(record_files, shuffle):
+    def filenames(num_shards, shard_index):
+        return take(lambda: input_pipeline._records(record_files, shuffle, None, 1, 4, num_shards, shard_index, False)
+                    .map(lambda s: decoder.parse_example_no_image(s)["filename"]), 10)
+    whole = sorted(b"%06d" % i for i in range(len(RECORDS)))
+    for num_shards in (2, 4):  # 3 files: by file, then by record
+        parts = [filenames(num_shards, k) for k in range(num_shards)]
+        assert sorted(sum(parts, [])) == whole and all(parts)
+
+
+def test_sharded_training_pipeline(record_files, model):
+    batches = take(lambda: input_pipeline.train_dataset(record_files, model, batch_size=1, num_epochs=1,
+                                                        num_shards=4, shard_index=3), 10)
+    assert len(batches) == 1  # record 3 of 7
+    with pytest.raises(ValueError):
+        input_pipeline.train_dataset(record_files, model, batch_size=1, num_shards=2, shard_index=2)
 
 
 def test_eval_dataset(record_files, model):
