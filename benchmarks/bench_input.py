@@ -100,8 +100,12 @@ def stage_datasets(files, model, batch_size, dct_method):
     stages = {"read+parse": lambda s: parse(s)["boxes"][:1], "+decode whole image": decode_full,
               "parse+augment (no targets)": lambda s: augment(s)[0],
               "parse+encode targets only": lambda s: encode_only(s)[0]}
-    return {name: (lambda fn=fn: records().map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-                   .batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(input_pipeline._options())) for name, fn in stages.items()}
+
+    def pipeline(fn):
+        return (records().map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).batch(batch_size)
+                .prefetch(tf.data.AUTOTUNE).with_options(input_pipeline._options()))
+
+    return {name: (lambda fn=fn: pipeline(fn)) for name, fn in stages.items()}
 
 
 def time_dataset(dataset, batch_size, num_batches, warmup):

@@ -94,7 +94,8 @@ def test_zoom_out_box_frames_the_original_content():
         outside[iy0:iy1, ix0:ix1] = False
         assert (out[outside] == 0).all()
         # The red rectangle fills its box, and the pixels just outside it are grey.
-        np.testing.assert_allclose(out[ry0 + 1:ry1 - 1, rx0 + 1:rx1 - 1], np.broadcast_to(red, (ry1 - ry0 - 2, rx1 - rx0 - 2, 3)))
+        np.testing.assert_allclose(out[ry0 + 1:ry1 - 1, rx0 + 1:rx1 - 1],
+                                   np.broadcast_to(red, (ry1 - ry0 - 2, rx1 - rx0 - 2, 3)))
         np.testing.assert_allclose(out[ry1 + 1, rx0 + 1:rx1 - 1], np.broadcast_to(grey, (rx1 - rx0 - 2, 3)))
         np.testing.assert_allclose(out[ry0 + 1:ry1 - 1, rx1 + 1], np.broadcast_to(grey, (ry1 - ry0 - 2, 3)))
         shrunk += (iy1 - iy0) < 290
