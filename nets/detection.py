@@ -2,8 +2,11 @@
 pre-processing -> network -> softmax -> box decoding -> DetectionOutput, all in one TensorFlow graph, and a
 Detector that builds that graph and its session once.
 """
+import os
+
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
 
 from common.errors import ConfigError
 from nets import box_coding, model_config, nets_factory, post_processing
@@ -34,6 +37,65 @@ def detection_outputs(model, images, select_threshold=None, nms_threshold=None, 
     return out
 
 
+PRECISIONS = ("float32", "bf16", "float16")
+
+
+def session_config(intra_op_threads=None, inter_op_threads=None, precision="float32", xla=False):
+    """A ConfigProto for inference.
+
+    precision: "float32"; "bf16": grappler's oneDNN auto-mixed-precision rewrite (convolutions and matmuls in
+    bfloat16 on CPUs with AVX512_BF16 / AMX; TensorFlow falls back to slow Eigen kernels elsewhere, see
+    cpu_supports_bf16); "float16": grappler's auto-mixed-precision rewrite (float16 on GPUs with tensor cores).
+    Softmax, decoding and NMS stay float32 (detection_outputs casts back). xla: global JIT (XLA) level ON_1.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    config = tf.compat.v1.ConfigProto()
+    if intra_op_threads:
+        config.intra_op_parallelism_threads = int(intra_op_threads)
+    if inter_op_threads:
+        config.inter_op_parallelism_threads = int(inter_op_threads)
+    rewrites = config.graph_options.rewrite_options
+    if precision == "bf16":
+        if not onednn_enabled():
+            raise ConfigError("--precision=bf16", "needs TensorFlow's oneDNN optimisations: set "
+                              "TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported")
+        rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+    elif precision == "float16":
+        rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
+    if xla:
+        config.graph_options.optimizer_options.global_jit_level = tf.compat.v1.OptimizerOptions.ON_1
+    return config
+
+
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN kernels and rewrites (TF_ENABLE_ONEDNN_OPTS, read at import; off by
+    default in CUDA builds such as the pip wheel). Grappler's bfloat16 rewrite does nothing without them."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").lower() in ("1", "true")
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU feature flags of the first processor in /proc/cpuinfo (an empty set where there is none)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_supports_bf16(flags=None):
+    """True when the CPU computes bfloat16 natively (AVX512_BF16 or AMX-BF16), which oneDNN needs for speed."""
+    flags = cpu_flags() if flags is None else flags
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
 def load_model(checkpoint_path, model_name=None):
     """(SSDModel, checkpoint prefix) from a checkpoint prefix or directory with its ssd_config.json."""
     ckpt = model_config.resolve_checkpoint(checkpoint_path)
@@ -41,6 +103,25 @@ def load_model(checkpoint_path, model_name=None):
     if model_name and model_name != config["model_name"]:
         raise ConfigError(checkpoint_path, f"is a {config['model_name']} model, not {model_name}")
     return nets_factory.build_model(config), ckpt
+
+
+def optimized_graph_def(session, graph, fetches, winograd=None, xla=True):
+    """The inference graph of `fetches`, frozen (variables -> constants), with Winograd F(4x4, 3x3) for its
+    3x3 stride-1 convolutions (nets/winograd.py; by default only where no GPU is visible: cuDNN has its own)
+    and every node marked for XLA compilation (`_XlaCompile`; ops without an XLA kernel, such as the NMS, stay
+    outside the compiled clusters). XLA fuses the Winograd transforms; without it they cost more than they save.
+    """
+    from nets import winograd as winograd_lib
+    output_names = sorted({t.op.name for t in fetches})
+    graph_def = tf.compat.v1.graph_util.convert_variables_to_constants(session, graph.as_graph_def(), output_names)
+    if winograd is None:
+        winograd = not tf.config.list_physical_devices("GPU")
+    if winograd:
+        graph_def, _ = winograd_lib.rewrite_convolutions(graph_def)
+    if xla:
+        for node in graph_def.node:
+            node.attr["_XlaCompile"].b = True
+    return graph_def
 
 
 class Detector:
@@ -51,7 +132,7 @@ class Detector:
     """
 
     def __init__(self, checkpoint_path, model_name=None, select_threshold=None, nms_threshold=None,
-                 top_k=None, keep_top_k=None, session_config=None, graph_rewrites=None):
+                 top_k=None, keep_top_k=None, session_config=None, graph_rewrites=None, optimize=False):
         self.model, self.checkpoint = load_model(checkpoint_path, model_name)
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -67,23 +148,46 @@ class Detector:
                 graph_rewrites(session_config)
             self.session = tf.compat.v1.Session(graph=self.graph, config=session_config)
             saver.restore(self.session, self.checkpoint)
-        self._fetch = {k: self.outputs[k] for k in ("boxes", "scores", "classes", "num_detections")}
+        if optimize:
+            self._optimize(session_config)
+        # What detect_batch fetches; a caller timing session.run directly (benchmarks) fetches the same.
+        self.detection_fetches = {k: self.outputs[k] for k in ("boxes", "scores", "classes", "num_detections")}
+
+    def _optimize(self, session_config):
+        """Replaces graph and session by the frozen graph, Winograd convolutions on CPUs, compiled by XLA."""
+        tensors = {k: v for k, v in self.outputs.items() if isinstance(v, tf.Tensor)}
+        tensors.update({"end_points/" + k: v for k, v in self.outputs["end_points"].items()})
+        graph_def = optimized_graph_def(self.session, self.graph, list(tensors.values()))
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.graph_util.import_graph_def(graph_def, name="")
+        self.session.close()
+        self.graph = graph
+        self.session = tf.compat.v1.Session(graph=graph, config=session_config)
+        self.images = graph.get_tensor_by_name(self.images.name)
+        new = {k: graph.get_tensor_by_name(v.name) for k, v in tensors.items()}
+        self.outputs = {k: v for k, v in new.items() if not k.startswith("end_points/")}
+        self.outputs["end_points"] = {k[len("end_points/"):]: v for k, v in new.items() if k.startswith("end_points/")}
 
     @property
     def class_names(self):
         return self.model.class_names
 
+    @staticmethod
+    def detections(results):
+        """session.run(detection_fetches) results -> one dict(boxes, scores, classes) per image, unpadded."""
+        out = []
+        for b in range(len(results["num_detections"])):
+            n = int(results["num_detections"][b])
+            out.append({"boxes": results["boxes"][b, :n], "scores": results["scores"][b, :n],
+                        "classes": results["classes"][b, :n]})
+        return out
+
     def detect_batch(self, images):
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be [B, H, W, 3], got {images.shape}")
-        res = self.session.run(self._fetch, {self.images: images})
-        out = []
-        for b in range(images.shape[0]):
-            n = int(res["num_detections"][b])
-            out.append({"boxes": res["boxes"][b, :n], "scores": res["scores"][b, :n],
-                        "classes": res["classes"][b, :n]})
-        return out
+        return self.detections(self.session.run(self.detection_fetches, {self.images: images}))
 
     def detect(self, image):
         return self.detect_batch(np.asarray(image)[None])[0]

@@ -1,0 +1,236 @@
+"""Times the full detection path (pre-processing, network, softmax, box decoding, NMS) of a checkpoint, and
+optionally OpenCV's DNN module on the Caffe model it was converted from, in the same process.
+
+    python benchmarks/bench_inference.py --checkpoint_path=DIR [--model_name=ssd_300_vgg] [--batch_size=8]
+        [--num_batches=10] [--warmup_batches=2] [--precision=float32|bf16|float16] [--xla]
+        [--intra_op_threads=N] [--inter_op_threads=N] [--onednn=default|on|off]
+        [--compare_opencv PROTOTXT CAFFEMODEL] [--smoke]
+
+The graph and the session are built once (nets/detection.Detector); every timed run feeds a batch of uint8
+RGB images at the network's input size (image decoding excluded; the in-graph resize and mean subtraction,
+and OpenCV's blobFromImages, included) and fetches the final detections. With --compare_opencv the two
+runtimes alternate batch by batch on the same images, so both see the same machine load, and OpenCV gets the
+same number of threads. Prints one JSON line: images per second and milliseconds per batch (median over the
+timed batches), the device, the precision, the load average, and with a comparison OpenCV's figures, the
+ratio of images per second and how many of OpenCV's top-100 detections ours reproduce.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint_path", required=True, help="checkpoint prefix or directory (latest)")
+    parser.add_argument("--model_name", default=None, help="expected model name (checked against ssd_config.json)")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--num_batches", type=int, default=10, help="timed batches")
+    parser.add_argument("--warmup_batches", type=int, default=2, help="untimed batches first")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bf16", "float16"),
+                        help="bf16: oneDNN bfloat16 (CPUs with AVX512_BF16 / AMX); float16: mixed float16 (GPUs)")
+    parser.add_argument("--optimize", action="store_true",
+                        help="frozen graph, Winograd F(4x4, 3x3) convolutions on CPUs, XLA (Detector(optimize=True))")
+    parser.add_argument("--xla", action="store_true",
+                        help="global XLA JIT (OptimizerOptions.ON_1; on CPUs also sets --tf_xla_cpu_global_jit)")
+    parser.add_argument("--intra_op_threads", type=int, default=0, help="0: one per CPU core")
+    parser.add_argument("--inter_op_threads", type=int, default=1)
+    parser.add_argument("--onednn", default="default", choices=("default", "on", "off"),
+                        help="sets TF_ENABLE_ONEDNN_OPTS before TensorFlow loads")
+    parser.add_argument("--compare_opencv", nargs=2, metavar=("PROTOTXT", "CAFFEMODEL"),
+                        help="also time OpenCV's DNN on this Caffe model (the one the checkpoint came from)")
+    parser.add_argument("--image", default=None, help="an image to replicate (default: seeded random pixels)")
+    parser.add_argument("--smoke", action="store_true", help="one batch of one image, no warm-up (for tests)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.batch_size, args.num_batches, args.warmup_batches = 1, 1, 0
+    if args.batch_size < 1 or args.num_batches < 1 or args.warmup_batches < 0:
+        parser.error("--batch_size and --num_batches must be >= 1, --warmup_batches >= 0")
+    return args
+
+
+def _images(args, size):
+    import numpy as np
+    height, width = size
+    if args.image:
+        from PIL import Image
+        from common.errors import DatasetError
+        try:
+            with Image.open(args.image) as im:
+                image = np.asarray(im.convert("RGB").resize((width, height), Image.BILINEAR))
+        except OSError as err:
+            raise DatasetError(args.image, f"cannot read the image ({err})") from None
+        return np.repeat(image[None], args.batch_size, axis=0)
+    rng = np.random.default_rng(0)
+    # Smooth random images (a coarse noise grid upsampled), so that detections are not pure noise.
+    coarse = rng.integers(0, 256, (args.batch_size, height // 16 + 1, width // 16 + 1, 3)).astype(np.float32)
+    image = np.repeat(np.repeat(coarse, 16, axis=1), 16, axis=2)[:, :height, :width]
+    image += rng.normal(0, 20, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _opencv_runner(prototxt, caffemodel, model, threads):
+    import cv2
+    from common.errors import CaffeModelError
+    try:
+        net = cv2.dnn.readNetFromCaffe(prototxt, caffemodel)
+    except cv2.error as err:
+        raise CaffeModelError(prototxt, f"OpenCV cannot load this Caffe model: {str(err).strip()}") from None
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    cv2.setNumThreads(threads)
+    height, width = model.image_size
+    scale = float((model.config or {}).get("input_scale", 1.0))
+    # Our images are RGB; swapRB gives the Caffe model its BGR order, and the mean is subtracted after the
+    # swap, so it is given in BGR order.
+    mean = tuple(float(m) for m in reversed(model.mean_rgb))
+
+    def run(images):
+        blob = cv2.dnn.blobFromImages(list(images), scale, (width, height), mean, swapRB=True, crop=False)
+        net.setInput(blob)
+        return net.forward()
+    return run, cv2.__version__
+
+
+def _opencv_agreement(detection_out, ours, top=100):
+    """Fraction of OpenCV's top detections of the first image that ours reproduce (same label, IoU >= 0.9,
+    score within 0.02), and how many OpenCV has."""
+    import numpy as np
+    rows = detection_out.reshape(-1, 7)
+    rows = rows[(rows[:, 0] == 0) & (rows[:, 2] > 0)]
+    rows = rows[np.argsort(-rows[:, 2], kind="stable")][:top]
+    ref = (rows[:, 1].astype(int), rows[:, 2], rows[:, [4, 3, 6, 5]])
+    return matched_fraction(ref, (ours["classes"], ours["scores"], ours["boxes"])), len(rows)
+
+
+def matched_fraction(ref, ours, min_iou=0.9, score_tol=0.02):
+    """Fraction of reference detections (labels, scores, boxes [ymin, xmin, ymax, xmax]) matched one-to-one by
+    ours: same label, IoU >= min_iou, |score difference| <= score_tol."""
+    import numpy as np
+    labels, scores, boxes = (np.asarray(a) for a in ours)
+    used = np.zeros(len(labels), bool)
+    hits = 0
+    for label, score, box in zip(*ref):
+        ih = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
+        iw = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
+        inter = ih * iw
+        union = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) +
+                 (box[2] - box[0]) * (box[3] - box[1]) - inter)
+        iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+        ok = (~used) & (labels == label) & (np.abs(scores - score) <= score_tol) & (iou >= min_iou)
+        if ok.any():
+            used[np.argmax(ok)] = True
+            hits += 1
+    return hits / max(len(ref[0]), 1)
+
+
+def _device():
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU: {details.get('device_name', gpus[0].name)}"
+    name = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"CPU: {name}, {os.cpu_count()} cores"
+
+
+def run(args):
+    import numpy as np
+    import tensorflow as tf
+    from nets import caffe_ssd  # noqa: F401  (registers the caffe_ssd model with nets_factory)
+    from nets import detection
+
+    threads = args.intra_op_threads or os.cpu_count()
+    config = detection.session_config(threads, args.inter_op_threads, args.precision, args.xla)
+    flags = detection.cpu_flags()
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    det = detection.Detector(args.checkpoint_path, args.model_name, session_config=config, optimize=args.optimize)
+    build_seconds = time.perf_counter() - start
+    images = _images(args, det.model.image_size)
+    fetch, feed = det.detection_fetches, {det.images: images}
+
+    def run_tf():
+        return det.session.run(fetch, feed)
+
+    runners = [("tensorflow", run_tf)]
+    opencv_version = None
+    if args.compare_opencv:
+        run_cv, opencv_version = _opencv_runner(*args.compare_opencv, det.model, threads)
+        runners.append(("opencv", lambda: run_cv(images)))
+    for _ in range(args.warmup_batches):
+        for _, fn in runners:
+            fn()
+    times = {name: [] for name, _ in runners}
+    outputs = {}
+    for _ in range(args.num_batches):
+        for name, fn in runners:
+            start = time.perf_counter()
+            outputs[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    load_after = os.getloadavg()
+
+    def figures(seconds):
+        median = float(np.median(seconds))
+        return {"images_per_second": round(args.batch_size / median, 3), "ms_per_batch": round(1000 * median, 2),
+                "ms_per_batch_min": round(1000 * min(seconds), 2),
+                "ms_per_batch_mean": round(1000 * float(np.mean(seconds)), 2)}
+
+    result = {"model_name": det.model.name, "checkpoint": det.checkpoint, "batch_size": args.batch_size,
+              "num_batches": args.num_batches, "image_size": list(det.model.image_size),
+              "precision": args.precision, "device": _device(), "optimize": args.optimize, "xla": args.xla,
+              "intra_op_threads": threads, "inter_op_threads": args.inter_op_threads,
+              "onednn": detection.onednn_enabled(),
+              "cpu_bf16": detection.cpu_supports_bf16(flags), "cpu_avx512f": "avx512f" in flags,
+              "tensorflow": tf.__version__}
+    result.update(figures(times["tensorflow"]))
+    result["build_seconds"] = round(build_seconds, 2)
+    ours = det.detections(outputs["tensorflow"])[0]
+    if args.precision != "float32":
+        # The same images through float32: how many of its top-100 detections the reduced precision keeps.
+        with detection.Detector(args.checkpoint_path, args.model_name,
+                                session_config=detection.session_config(threads, args.inter_op_threads)) as ref:
+            base = ref.detect(images[0])
+        top = np.argsort(-base["scores"], kind="stable")[:100]
+        result["float32_agreement"] = round(matched_fraction(
+            (base["classes"][top], base["scores"][top], base["boxes"][top]),
+            (ours["classes"], ours["scores"], ours["boxes"])), 4)
+    if args.compare_opencv:
+        cv = figures(times["opencv"])
+        agreement, count = _opencv_agreement(outputs["opencv"], ours)
+        result["opencv"] = dict(cv, version=opencv_version, threads=threads, detections=count)
+        result["speedup_vs_opencv"] = round(result["images_per_second"] / cv["images_per_second"], 3)
+        result["opencv_agreement"] = round(agreement, 4)
+    result["load_average"] = [round(load_before[0], 2), round(load_after[0], 2)]
+    det.close()
+    return result
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.xla:
+        # Without this flag TensorFlow only auto-clusters for XLA on GPUs.
+        os.environ["TF_XLA_FLAGS"] = (os.environ.get("TF_XLA_FLAGS", "") + " --tf_xla_cpu_global_jit").strip()
+    if args.onednn == "default" and args.precision == "bf16":
+        args.onednn = "on"  # grappler's bfloat16 rewrite needs TensorFlow's oneDNN optimisations
+    if args.onednn != "default":
+        # Read once when TensorFlow's kernels load: only effective before the first TensorFlow import.
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn == "on" else "0"
+    result = run(args)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    from common.errors import run_main
+    run_main(main)

