@@ -55,6 +55,36 @@ def iou_matrix(boxes_a, boxes_b):
     return tf.where(union > 0.0, inter / tf.maximum(union, 1e-12), tf.zeros_like(inter))
 
 
+def _match_iou(iou, threshold):
+    """Caffe's matching on a precomputed [N, G] IoU matrix (anchors x boxes). Returns int32 [N]."""
+    iou = tf.where(iou > 1e-6, iou, tf.zeros_like(iou))
+    # The extra zero column keeps argmax defined for an image without boxes; it is never matched.
+    iou = tf.pad(iou, [[0, 0], [0, 1]])
+    num_anchors, num_cols = tf.shape(iou)[0], tf.shape(iou)[1]
+    num_gt = num_cols - 1
+
+    def body(i, state, assigned):
+        # Anchors first, so that a flat argmax breaks ties in Caffe's (prediction, gt) order.
+        flat = tf.argmax(tf.reshape(state, [-1]), output_type=tf.int32)
+        a, g = flat // num_cols, flat % num_cols
+        ok = state[a, g] > 0.0
+        assigned = tf.tensor_scatter_nd_update(assigned, [[a]], tf.where(ok, g, assigned[a])[None])
+        # Take the matched anchor's row and the matched box's column out of the competition.
+        state = tf.tensor_scatter_nd_update(state, [[a]], -tf.ones([1, num_cols]))
+        state = tf.tensor_scatter_nd_update(state, tf.stack([tf.range(num_anchors), tf.fill([num_anchors], g)], 1),
+                                            -tf.ones([num_anchors]))
+        return i + 1, state, assigned
+
+    _, _, bipartite = tf.while_loop(
+        lambda i, *_: i < num_gt, body, [tf.constant(0), iou, -tf.ones([num_anchors], tf.int32)],
+        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None]), tf.TensorShape([None])],
+        back_prop=False)
+    best_gt = tf.argmax(iou, axis=1, output_type=tf.int32)
+    best_iou = tf.reduce_max(iou, axis=1)
+    per_prediction = tf.where(best_iou >= threshold, best_gt, -tf.ones_like(best_gt))
+    return tf.where(bipartite >= 0, bipartite, per_prediction)
+
+
 def match(gt_boxes, anchors, threshold=0.5):
     """Caffe SSD matching: BIPARTITE, then PER_PREDICTION. Returns int32 [N]: gt index per anchor, or -1.
 
@@ -64,58 +94,31 @@ def match(gt_boxes, anchors, threshold=0.5):
     than every anchor. Per-prediction step: every still-unmatched anchor whose best IoU is >= threshold is
     matched to that box.
     """
-    gt_boxes = tf.convert_to_tensor(gt_boxes, tf.float32)
-    num_gt = tf.shape(gt_boxes)[0]
-    # [N, G + 1]: anchors first, so that a flat argmax breaks ties in Caffe's (prediction, gt) order; the
-    # extra all-zero column keeps argmax defined for an image without boxes and is never matched.
-    iou = tf.transpose(iou_matrix(gt_boxes, anchors))
-    iou = tf.where(iou > 1e-6, iou, tf.zeros_like(iou))
-    iou = tf.pad(iou, [[0, 0], [0, 1]])
-    num_anchors, num_cols = tf.shape(iou)[0], tf.shape(iou)[1]
-
-    def body(i, assigned, available):
-        masked = tf.where(available, iou, -tf.ones_like(iou))
-        flat = tf.argmax(tf.reshape(masked, [-1]), output_type=tf.int32)
-        a, g = flat // num_cols, flat % num_cols
-        ok = masked[a, g] > 0.0
-        assigned = tf.where(tf.logical_and(ok, tf.equal(tf.range(num_anchors), a)), g, assigned)
-        taken = tf.logical_or(tf.equal(tf.range(num_anchors), a)[:, None], tf.equal(tf.range(num_cols), g)[None, :])
-        available = tf.logical_and(available, tf.logical_not(tf.logical_and(ok, taken)))
-        return i + 1, assigned, available
-
-    _, bipartite, _ = tf.while_loop(
-        lambda i, *_: i < num_gt, body,
-        [tf.constant(0), -tf.ones([num_anchors], tf.int32), tf.ones_like(iou, dtype=tf.bool)],
-        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None, None])],
-        back_prop=False)
-    best_gt = tf.argmax(iou, axis=1, output_type=tf.int32)
-    best_iou = tf.reduce_max(iou, axis=1)
-    per_prediction = tf.where(best_iou >= threshold, best_gt, -tf.ones_like(best_gt))
-    return tf.where(bipartite >= 0, bipartite, per_prediction)
+    return _match_iou(tf.transpose(iou_matrix(gt_boxes, anchors)), threshold)
 
 
 def encode_targets(labels, boxes, anchors, variances, match_threshold=0.5):
-    """Training targets for one image.
+    """Training targets for one image (runs in the tf.data pipeline, so it is kept lean).
 
     Args:
-      labels: int [G] class labels (1..C-1). boxes: float32 [G, 4]. anchors: [N, 4].
+      labels: int [G] class labels (1..C-1). boxes: float32 [G, 4]. anchors: NumPy or tensor [N, 4].
     Returns:
       gclasses int64 [N] (0 = background), glocalisations float32 [N, 4] (offsets, zero where background),
       gscores float32 [N] (IoU of each anchor with its matched box, 0 where background).
     """
-    labels = tf.cast(labels, tf.int64)
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
     boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
     anchors = tf.convert_to_tensor(anchors, tf.float32)
-    matches = match(boxes, anchors, match_threshold)
+    iou = tf.transpose(iou_matrix(boxes, anchors))  # [N, G], computed once for matching and scores
+    matches = _match_iou(iou, match_threshold)
     positive = matches >= 0
     safe = tf.maximum(matches, 0)
     # An image without boxes: gather from a dummy box so shapes stay static; everything is masked anyway.
     padded_boxes = tf.concat([boxes, tf.constant([[0.0, 0.0, 1.0, 1.0]])], axis=0)
     padded_labels = tf.concat([labels, tf.zeros([1], tf.int64)], axis=0)
-    matched_boxes = tf.gather(padded_boxes, safe)
-    gclasses = tf.where(positive, tf.gather(padded_labels, safe), tf.zeros_like(matches, tf.int64))
-    offsets = encode_boxes(matched_boxes, anchors, variances)
+    offsets = encode_boxes(tf.gather(padded_boxes, safe), anchors, variances)
     glocalisations = tf.where(positive[:, None], offsets, tf.zeros_like(offsets))
-    iou = iou_matrix(padded_boxes, anchors)  # [G + 1, N]
-    gscores = tf.where(positive, tf.gather(tf.transpose(iou), safe, batch_dims=1), tf.zeros_like(offsets[:, 0]))
+    gclasses = tf.where(positive, tf.gather(padded_labels, safe), tf.zeros_like(matches, tf.int64))
+    iou = tf.pad(iou, [[0, 0], [0, 1]])
+    gscores = tf.where(positive, tf.gather(iou, safe, batch_dims=1), tf.zeros_like(offsets[:, 0]))
     return gclasses, glocalisations, gscores
