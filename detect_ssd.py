@@ -21,6 +21,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; set before it is imported
 
 from common.errors import ConfigError, DatasetError, run_main  # noqa: E402
+from datasets.pixel_boxes import relative_to_voc  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -106,9 +107,8 @@ def annotate(image, record, min_score):
     for det in reversed(record["detections"]):  # the best drawn last, on top
         if det["score"] < min_score:
             continue
-        ymin, xmin, ymax, xmax = det["bbox"]
-        box = [round(xmin * (width - 1)), round(ymin * (height - 1)), round(xmax * (width - 1)),
-               round(ymax * (height - 1))]
+        # VOC's 1-based inclusive pixels (the project's one conversion), shifted to PIL's 0-based ones.
+        box = [int(round(v)) - 1 for v in relative_to_voc(det["bbox"], height, width)]
         colour = tuple(int(255 * c) for c in colours(det["label"] % 10)[:3])
         draw.rectangle(box, outline=colour, width=line)
         text = f"{det['class']} {det['score']:.2f}"

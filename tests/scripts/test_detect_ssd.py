@@ -14,6 +14,7 @@ from PIL import Image
 import caffe_to_tensorflow
 import detect_ssd
 from common.errors import CheckpointError, ConfigError, DatasetError
+from datasets.pixel_boxes import relative_to_voc
 from nets import model_config, nets_factory
 from tests.caffe import reference
 
@@ -88,7 +89,8 @@ def test_face_folder_json_and_annotations(face_checkpoint, images, tmp_path):
         drawn = np.asarray(annotated.convert("RGB"))
     assert drawn.shape == image.shape
     ymin, xmin, ymax, xmax = records[0]["detections"][0]["bbox"]
-    row = int(round(ymax * (image.shape[0] - 1)))
+    # The bottom edge's pixel row: VOC's 1-based inclusive ymax (datasets/pixel_boxes.py), made 0-based.
+    row = int(round(relative_to_voc(records[0]["detections"][0]["bbox"], *image.shape[:2])[3])) - 1
     columns = slice(int(xmin * image.shape[1]) + 5, int(xmax * image.shape[1]) - 5)
     assert np.abs(drawn[row, columns].astype(int) - image[row, columns]).mean() > 20  # the box's bottom edge
 
