@@ -45,6 +45,18 @@ def _steps(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated steps, got {text!r}") from None
 
 
+# Presets of preprocessing/ssd_vgg_preprocessing.preprocess_for_train options; ssd is the Caffe SSD's.
+AUGMENTATIONS = {"ssd": {"expand_prob": 0.5}, "light": {"distortion": None, "expand_prob": 0.0}}
+
+
+def augmentation_options(args):
+    """preprocess_for_train options from --augmentation, --expand_prob and --max_expand_ratio."""
+    options = dict(AUGMENTATIONS[args.augmentation], max_expand_ratio=args.max_expand_ratio)
+    if args.expand_prob is not None:
+        options["expand_prob"] = args.expand_prob
+    return options
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -75,6 +87,12 @@ def parse_args(argv):
     m("--negative_ratio", type=float, default=3.0, help="hard negatives per positive (Caffe neg_pos_ratio)")
     m("--match_threshold", type=float, default=0.5, help="anchor/box IoU for a positive (Caffe overlap)")
     m("--loss_alpha", type=float, default=1.0, help="weight of the localisation loss")
+    m("--augmentation", default="ssd", choices=sorted(AUGMENTATIONS),
+      help="ssd: the Caffe SSD's (photometric, zoom-out, batch sampler, flip); light: batch sampler and flip "
+           "only, for short runs on easy data such as the quickstart's")
+    m("--expand_prob", type=float, default=None,
+      help="zoom-out probability (Caffe expand_param prob; default: the --augmentation preset's, 0.5 for ssd)")
+    m("--max_expand_ratio", type=float, default=4.0, help="largest zoom-out canvas (Caffe max_expand_ratio)")
     m("--weight_decay", type=float, default=0.0005, help="L2 decay of every trained variable but biases")
     c = p.add_argument_group("initial weights").add_argument
     c("--checkpoint_path", default=None, help="checkpoint (or its directory) to start a new run from")
@@ -118,6 +136,8 @@ def parse_args(argv):
     for name in ("batch_size", "log_every_n_steps", "max_checkpoints_to_keep"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name}", f"must be >= 1, got {getattr(args, name)}")
+    if not 0.0 <= (args.expand_prob or 0.0) <= 1.0 or args.max_expand_ratio < 1.0:
+        raise ConfigError("--expand_prob", "needs 0 <= --expand_prob <= 1 and --max_expand_ratio >= 1")
     if args.max_number_of_steps is not None and args.max_number_of_steps < 0:
         raise ConfigError("--max_number_of_steps", f"must be >= 0, got {args.max_number_of_steps}")
     if args.checkpoint_path is not None and not os.path.exists(args.checkpoint_path) \
@@ -174,10 +194,13 @@ def main(argv=None):
     hyper = {k: getattr(args, k) for k in optimizers.OPTIMIZER_DEFAULTS}
     parallel = args.num_preprocessing_threads or tf.data.AUTOTUNE
 
+    augmentation = augmentation_options(args)
+
     def input_fn():
         return input_pipeline.train_dataset(dataset.files, model, args.batch_size, is_training=True,
                                             seed=args.seed, match_threshold=args.match_threshold,
-                                            num_parallel_calls=parallel)
+                                            num_parallel_calls=parallel,
+                                            augmentation=augmentation)
 
     warm_start = None
     if args.checkpoint_path:

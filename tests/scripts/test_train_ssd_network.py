@@ -13,6 +13,8 @@ import sys
 import numpy as np
 import pytest
 
+import train_ssd_network
+from common.errors import ConfigError
 from tests.training.fixtures import tiny_record_set
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -112,3 +114,18 @@ def test_train_then_resume_until_a_nan_stops_it(records, tmp_path):
     assert int(reader.get_tensor("global_step")) == nan_step - 1
     for name in reader.get_variable_to_shape_map():
         assert np.all(np.isfinite(reader.get_tensor(name))), name
+
+
+def test_augmentation_presets_and_zoom_out_flags(tmp_path):
+    base = [f"--train_dir={tmp_path / 't'}", f"--dataset_dir={tmp_path}"]
+    ssd = train_ssd_network.augmentation_options(train_ssd_network.parse_args(base))
+    # The Caffe SSD's: photometric distortion on (the preprocessing default), zoom-out 0.5 up to 4x.
+    assert ssd == {"expand_prob": 0.5, "max_expand_ratio": 4.0}
+    light = train_ssd_network.augmentation_options(train_ssd_network.parse_args(base + ["--augmentation=light"]))
+    assert light == {"distortion": None, "expand_prob": 0.0, "max_expand_ratio": 4.0}
+    custom = train_ssd_network.augmentation_options(train_ssd_network.parse_args(
+        base + ["--augmentation=light", "--expand_prob=0.3", "--max_expand_ratio=2"]))
+    assert custom["expand_prob"] == 0.3 and custom["max_expand_ratio"] == 2.0 and custom["distortion"] is None
+    for bad in (["--expand_prob=1.5"], ["--max_expand_ratio=0.5"]):
+        with pytest.raises(ConfigError, match="expand"):
+            train_ssd_network.parse_args(base + bad)
