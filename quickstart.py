@@ -1,0 +1,121 @@
+"""The whole pipeline on CPU in one command, with the user-facing commands printed before each step.
+
+    make quickstart            # or: .venv/bin/python quickstart.py [--output_dir=quickstart_out]
+
+1. generate a synthetic VOC-format dataset (datasets/synthetic_voc.py),
+2. convert its train and test splits to TFRecords (tf_convert_data.py),
+3. train ssd_300_vgg_lite from scratch (train_ssd_network.py),
+4. evaluate VOC07/VOC12 mAP on the test split (eval_ssd_network.py),
+5. detect objects in a few test images and draw them (detect_ssd.py),
+then print where everything is. The last line reads `quickstart: mAP_VOC07=<value> in <seconds> s`.
+The reduced settings of the test suite (tests/scripts/test_quickstart.py) run the same steps, smaller.
+"""
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--output_dir", default="quickstart_out", help="everything the quickstart writes")
+    p.add_argument("--num_train", type=int, default=1200, help="synthetic training images")
+    p.add_argument("--num_test", type=int, default=300, help="synthetic test images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+    p.add_argument("--max_number_of_steps", type=int, default=1000, help="training steps")
+    p.add_argument("--batch_size", type=int, default=8, help="training batch size")
+    p.add_argument("--learning_rate", type=float, default=1e-3, help="initial learning rate (adam; x0.1 at 80%%)")
+    p.add_argument("--num_detect_images", type=int, default=4, help="test images drawn by detect_ssd.py")
+    p.add_argument("--keep", action="store_true", help="reuse an existing --output_dir instead of starting over")
+    return p.parse_args(argv)
+
+
+def run_step(title, argv, log):
+    """Prints the command as a user would type it, runs it, and stops the quickstart if it fails."""
+    shown = " ".join(shlex.quote(a) for a in ["python"] + argv[1:])
+    print(f"\n=== {title}\n$ {shown}", flush=True)
+    start = time.time()
+    proc = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1"))
+    with open(log, "a") as f:
+        f.write(f"$ {shown}\n{proc.stdout}\n")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip() and "cudart_stub" not in ln
+             and "absl::InitializeLog" not in ln]
+    for line in lines[-12:]:
+        print(f"  {line}")
+    print(f"  ({time.time() - start:.0f} s)", flush=True)
+    if proc.returncode != 0:
+        print(f"quickstart: step failed ({title}, exit {proc.returncode}); full log: {log}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.time()
+    out = os.path.abspath(args.output_dir)
+    if os.path.exists(out) and not args.keep:
+        shutil.rmtree(out)
+    os.makedirs(out, exist_ok=True)
+    log = os.path.join(out, "quickstart.log")
+    voc = os.path.join(out, "synthetic_voc")
+    records = os.path.join(out, "tfrecords")
+    train_dir = os.path.join(out, "train")
+    eval_dir = os.path.join(out, "eval")
+    det_dir = os.path.join(out, "detections")
+    py = sys.executable
+
+    run_step("1/5 Generate a synthetic VOC-format dataset",
+             [py, "-m", "datasets.synthetic_voc", f"--output_dir={voc}", f"--num_train={args.num_train}",
+              f"--num_test={args.num_test}", f"--seed={args.seed}", "--overwrite"], log)
+    labels = os.path.join(voc, "labels.txt")
+    for split in ("train", "test"):
+        run_step(f"2/5 Convert the {split} split to TFRecords",
+                 [py, "tf_convert_data.py", "--dataset_name=pascalvoc", f"--dataset_dir={voc}",
+                  f"--output_name=synthetic_{split}", f"--output_dir={records}", f"--split={split}",
+                  f"--labels_file={labels}"], log)
+    run_step("3/5 Train ssd_300_vgg_lite from scratch",
+             [py, "train_ssd_network.py", f"--train_dir={train_dir}", f"--dataset_dir={records}",
+              "--dataset_name=voc_custom", "--dataset_split_name=synthetic_train", "--model_name=ssd_300_vgg_lite",
+              f"--batch_size={args.batch_size}", f"--max_number_of_steps={args.max_number_of_steps}",
+              "--optimizer=adam", "--opt_epsilon=1e-8", f"--learning_rate={args.learning_rate}",
+              "--learning_rate_decay_type=piecewise", "--learning_rate_decay_factor=0.1",
+              f"--learning_rate_boundaries={max(1, int(0.8 * args.max_number_of_steps))}",
+              "--weight_decay=0.0001", "--augmentation=light", "--log_every_n_steps=100",
+              "--save_interval_secs=120", "--save_summaries_secs=120"], log)
+    results_json = os.path.join(eval_dir, "results.json")
+    run_step("4/5 Evaluate VOC mAP on the test split",
+             [py, "eval_ssd_network.py", f"--checkpoint_path={train_dir}", f"--dataset_dir={records}",
+              "--dataset_name=voc_custom", "--dataset_split_name=synthetic_test", f"--eval_dir={eval_dir}",
+              f"--output_json={results_json}", "--batch_size=16"], log)
+    test_ids = open(os.path.join(voc, "ImageSets", "Main", "test.txt")).read().split()[:args.num_detect_images]
+    images_dir = os.path.join(out, "detect_images")
+    os.makedirs(images_dir, exist_ok=True)
+    for image_id in test_ids:
+        shutil.copy(os.path.join(voc, "JPEGImages", f"{image_id}.jpg"), images_dir)
+    run_step("5/5 Detect objects in a few test images",
+             [py, "detect_ssd.py", f"--checkpoint_path={train_dir}", f"--image={images_dir}",
+              f"--output_dir={det_dir}", f"--output_json={os.path.join(det_dir, 'detections.json')}"], log)
+
+    with open(results_json) as f:
+        results = json.load(f)
+    elapsed = time.time() - start
+    print("\nEverything is under", out)
+    print(f"  dataset (VOC layout)      {voc}")
+    print(f"  TFRecords + metadata      {records}")
+    print(f"  checkpoints, TensorBoard  {train_dir}   (tensorboard --logdir {train_dir})")
+    print(f"  mAP, PR curves, JSON      {eval_dir}")
+    print(f"  annotated images          {det_dir}")
+    print(f"  full log                  {log}")
+    print(f"quickstart: mAP_VOC07={results['mAP_VOC07']:.4f} in {elapsed:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

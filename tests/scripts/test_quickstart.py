@@ -1,0 +1,75 @@
+"""A reduced quickstart (fewer images and steps) end to end: every step's outputs, and a mAP clearly above a
+random detector's on the same test split, scored by the same devkit metric."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from evaluation import ground_truth, voc_metric
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def random_detector_map(voc_dir, class_names, per_image=50, seed=0):
+    """mAP VOC07 of boxes and scores drawn at random (uniform centre, size and class) on every test image."""
+    gt = ground_truth.ground_truth_from_voc(voc_dir, class_names, split="test")
+    rng = np.random.default_rng(seed)
+    sizes = {}
+    for image_id in gt.image_ids:
+        from datasets.voc_xml import read_voc_annotation
+        ann = read_voc_annotation(os.path.join(voc_dir, "Annotations", f"{image_id}.xml"))
+        sizes[image_id] = (ann.height, ann.width)
+    ids, labels, scores, boxes = [], [], [], []
+    for image_id, (h, w) in sizes.items():
+        cx, cy = rng.uniform(1, w, per_image), rng.uniform(1, h, per_image)
+        bw, bh = rng.uniform(0.05, 0.7, per_image) * w, rng.uniform(0.05, 0.7, per_image) * h
+        boxes.append(np.stack([np.clip(cx - bw / 2, 1, w), np.clip(cy - bh / 2, 1, h),
+                               np.clip(cx + bw / 2, 1, w), np.clip(cy + bh / 2, 1, h)], axis=1))
+        ids += [image_id] * per_image
+        labels.append(rng.integers(1, len(class_names) + 1, per_image))
+        scores.append(rng.uniform(size=per_image))
+    dets = voc_metric.detections_by_class(class_names, np.array(ids), np.concatenate(labels),
+                                          np.concatenate(scores), np.concatenate(boxes))
+    return voc_metric.evaluate_detections(gt, dets).map_voc07
+
+
+@pytest.mark.slow
+def test_reduced_quickstart_end_to_end(tmp_path):
+    out = tmp_path / "qs"
+    proc = subprocess.run(
+        [sys.executable, "quickstart.py", f"--output_dir={out}", "--num_train=160", "--num_test=40",
+         "--max_number_of_steps=200", "--batch_size=8", "--num_detect_images=2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    # Each step is the user-facing command, printed before it runs.
+    for command in ("python -m datasets.synthetic_voc", "python tf_convert_data.py", "python train_ssd_network.py",
+                    "python eval_ssd_network.py", "python detect_ssd.py"):
+        assert any(line.startswith(f"$ {command}") for line in lines), command
+    assert lines[-1].startswith("quickstart: mAP_VOC07=") and lines[-1].endswith(" s")
+
+    voc = out / "synthetic_voc"
+    assert len((voc / "ImageSets" / "Main" / "test.txt").read_text().split()) == 40
+    records = out / "tfrecords"
+    for split, n in (("train", 160), ("test", 40)):
+        assert json.loads((records / f"synthetic_{split}_metadata.json").read_text())["num_examples"] == n
+    train = out / "train"
+    assert (train / "ssd_config.json").exists() and (train / "checkpoint").exists()
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(train))
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert results["num_images"] == 40
+    assert (out / "eval" / "ap_summary.png").exists()
+    assert len(os.listdir(out / "eval" / "results")) == 5  # one VOC results file per class
+    detections = json.loads((out / "detections" / "detections.json").read_text())
+    assert len(detections["images"]) == 2
+    assert sorted(f for f in os.listdir(out / "detections") if f.endswith(".png")) and \
+        len([f for f in os.listdir(out / "detections") if f.endswith(".png")]) == 2
+    reported = float(lines[-1].split("mAP_VOC07=")[1].split()[0])
+    assert reported == pytest.approx(results["mAP_VOC07"], abs=1e-4)
+
+    class_names = (voc / "labels.txt").read_text().split()
+    chance = random_detector_map(str(voc), class_names)
+    assert results["mAP_VOC07"] > max(0.1, 5 * chance), (results["mAP_VOC07"], chance)
