@@ -2,7 +2,7 @@
 
     python export_ssd.py --checkpoint_path=checkpoints/ssd_300_vgg --output_dir=serving/ssd_300_vgg/1 \\
         [--model_name=ssd_300_vgg] [--select_threshold=0.01] [--nms_threshold=0.45] [--top_k=400] \\
-        [--keep_top_k=200]
+        [--keep_top_k=200] [--optimize]
 
 The SavedModel holds the whole detection path of nets/detection.py (the Detector's graph): uint8 RGB images
 of any size in, resized and mean-subtracted inside, the network, softmax, box decoding and Caffe's
@@ -20,6 +20,12 @@ Signature "serving_default" (method tensorflow/serving/predict):
            num_detections  int32   [B]           valid rows of each image; K = keep_top_k
 The class names and the model configuration are in assets.extra/labels.txt and assets.extra/ssd_config.json.
 --output_dir must not exist yet (or be empty); the SavedModel appears complete or not at all.
+
+--optimize exports the Detector's optimised CPU graph instead (nets/detection.optimized_graph_def: weights
+frozen into it, 3x3 convolutions as Winograd F(4x4, 3x3), every node marked for XLA): the fast CPU path,
+about 4x larger on disk (the transformed kernels). `tf.saved_model.load` compiles it with XLA on the first
+call; run it with TF_ENABLE_ONEDNN_OPTS=1 so that XLA's matrix products are multi-threaded oneDNN calls, and
+TensorFlow Serving with --xla_cpu_compilation_enabled=true. For GPU serving export without it.
 """
 import argparse
 import os
@@ -44,6 +50,8 @@ def parse_args(argv):
     parser.add_argument("--nms_threshold", type=float, default=None, help="NMS IoU threshold")
     parser.add_argument("--top_k", type=int, default=None, help="candidates per class before NMS")
     parser.add_argument("--keep_top_k", type=int, default=None, help="detections kept per image")
+    parser.add_argument("--optimize", action="store_true",
+                        help="export the optimised CPU graph (frozen, Winograd convolutions, XLA)")
     args = parser.parse_args(argv)
     for name in ("top_k", "keep_top_k"):
         value = getattr(args, name)
@@ -106,7 +114,7 @@ def main(argv=None):
 
     with detection.Detector(args.checkpoint_path, model_name=args.model_name,
                             select_threshold=args.select_threshold, nms_threshold=args.nms_threshold,
-                            top_k=args.top_k, keep_top_k=args.keep_top_k) as detector:
+                            top_k=args.top_k, keep_top_k=args.keep_top_k, optimize=args.optimize) as detector:
         overrides = {k: getattr(args, k) for k in ("select_threshold", "nms_threshold", "top_k", "keep_top_k")
                      if getattr(args, k) is not None}
         path = export(detector, args.output_dir, overrides)

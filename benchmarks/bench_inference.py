@@ -2,11 +2,13 @@
 optionally OpenCV's DNN module on the Caffe model it was converted from, in the same process.
 
     python benchmarks/bench_inference.py --checkpoint_path=DIR [--model_name=ssd_300_vgg] [--batch_size=8]
-        [--num_batches=10] [--warmup_batches=2] [--precision=float32|bf16|float16] [--xla]
-        [--intra_op_threads=N] [--inter_op_threads=N] [--onednn=default|on|off]
+        [--num_batches=10] [--warmup_batches=2] [--optimize] [--precision=float32|bf16|float16] [--xla]
+        [--intra_op_threads=N] [--inter_op_threads=N] [--onednn=default|on|off] [--image=PATH]
         [--compare_opencv PROTOTXT CAFFEMODEL] [--smoke]
 
-The graph and the session are built once (nets/detection.Detector); every timed run feeds a batch of uint8
+--optimize runs the Detector's optimised graph (frozen, Winograd F(4x4, 3x3) convolutions on CPUs, compiled by
+XLA; see nets/detection.optimized_graph_def), the fast path. The graph and the session are built once
+(nets/detection.Detector); every timed run feeds a batch of uint8
 RGB images at the network's input size (image decoding excluded; the in-graph resize and mean subtraction,
 and OpenCV's blobFromImages, included) and fetches the final detections. With --compare_opencv the two
 runtimes alternate batch by batch on the same images, so both see the same machine load, and OpenCV gets the
@@ -41,10 +43,12 @@ def parse_args(argv):
     parser.add_argument("--intra_op_threads", type=int, default=0, help="0: one per CPU core")
     parser.add_argument("--inter_op_threads", type=int, default=1)
     parser.add_argument("--onednn", default="default", choices=("default", "on", "off"),
-                        help="sets TF_ENABLE_ONEDNN_OPTS before TensorFlow loads")
+                        help="sets TF_ENABLE_ONEDNN_OPTS before TensorFlow loads (default: the project's, on "
+                        "(common/tf_env.py), and always on with --optimize or --precision=bf16)")
     parser.add_argument("--compare_opencv", nargs=2, metavar=("PROTOTXT", "CAFFEMODEL"),
                         help="also time OpenCV's DNN on this Caffe model (the one the checkpoint came from)")
-    parser.add_argument("--image", default=None, help="an image to replicate (default: seeded random pixels)")
+    parser.add_argument("--image", default=None,
+                        help="the image to replicate into batches (default: matplotlib's grace_hopper.jpg)")
     parser.add_argument("--smoke", action="store_true", help="one batch of one image, no warm-up (for tests)")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -55,23 +59,28 @@ def parse_args(argv):
 
 
 def _images(args, size):
+    """The batch: --image, else matplotlib's grace_hopper.jpg sample photo (else seeded noise), decoded and
+    resized to the network's input size before any timing, replicated batch_size times."""
     import numpy as np
+    from PIL import Image
+    from common.errors import DatasetError
     height, width = size
-    if args.image:
-        from PIL import Image
-        from common.errors import DatasetError
+    path = args.image
+    if path is None:
         try:
-            with Image.open(args.image) as im:
-                image = np.asarray(im.convert("RGB").resize((width, height), Image.BILINEAR))
-        except OSError as err:
-            raise DatasetError(args.image, f"cannot read the image ({err})") from None
-        return np.repeat(image[None], args.batch_size, axis=0)
-    rng = np.random.default_rng(0)
-    # Smooth random images (a coarse noise grid upsampled), so that detections are not pure noise.
-    coarse = rng.integers(0, 256, (args.batch_size, height // 16 + 1, width // 16 + 1, 3)).astype(np.float32)
-    image = np.repeat(np.repeat(coarse, 16, axis=1), 16, axis=2)[:, :height, :width]
-    image += rng.normal(0, 20, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
+            import matplotlib.cbook
+            path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+        except (ImportError, OSError, ValueError):
+            path = None
+    if path is None:
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (args.batch_size, height, width, 3), dtype=np.uint8)
+    try:
+        with Image.open(path) as im:
+            image = np.asarray(im.convert("RGB").resize((width, height), Image.BILINEAR))
+    except OSError as err:
+        raise DatasetError(path, f"cannot read the image ({err})") from None
+    return np.repeat(image[None], args.batch_size, axis=0)
 
 
 def _opencv_runner(prototxt, caffemodel, model, threads):
@@ -168,9 +177,13 @@ def run(args):
     if args.compare_opencv:
         run_cv, opencv_version = _opencv_runner(*args.compare_opencv, det.model, threads)
         runners.append(("opencv", lambda: run_cv(images)))
-    for _ in range(args.warmup_batches):
-        for _, fn in runners:
+    first_batch = {}
+    for i in range(args.warmup_batches):
+        for name, fn in runners:
+            start = time.perf_counter()
             fn()
+            if i == 0:  # includes XLA's compilation with --optimize / --xla
+                first_batch[name] = time.perf_counter() - start
     times = {name: [] for name, _ in runners}
     outputs = {}
     for _ in range(args.num_batches):
@@ -195,6 +208,8 @@ def run(args):
               "tensorflow": tf.__version__}
     result.update(figures(times["tensorflow"]))
     result["build_seconds"] = round(build_seconds, 2)
+    if "tensorflow" in first_batch:
+        result["first_batch_seconds"] = round(first_batch["tensorflow"], 2)
     ours = det.detections(outputs["tensorflow"])[0]
     if args.precision != "float32":
         # The same images through float32: how many of its top-100 detections the reduced precision keeps.
@@ -221,8 +236,10 @@ def main(argv=None):
     if args.xla:
         # Without this flag TensorFlow only auto-clusters for XLA on GPUs.
         os.environ["TF_XLA_FLAGS"] = (os.environ.get("TF_XLA_FLAGS", "") + " --tf_xla_cpu_global_jit").strip()
-    if args.onednn == "default" and args.precision == "bf16":
-        args.onednn = "on"  # grappler's bfloat16 rewrite needs TensorFlow's oneDNN optimisations
+    if args.onednn == "default" and (args.precision == "bf16" or args.optimize):
+        # Grappler's bfloat16 rewrite needs TensorFlow's oneDNN optimisations, and with them XLA runs the
+        # Winograd GEMMs of --optimize on oneDNN, multi-threaded.
+        args.onednn = "on"
     if args.onednn != "default":
         # Read once when TensorFlow's kernels load: only effective before the first TensorFlow import.
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn == "on" else "0"

@@ -117,7 +117,10 @@ def optimized_graph_def(session, graph, fetches, winograd=None, xla=True):
     if winograd is None:
         winograd = not tf.config.list_physical_devices("GPU")
     if winograd:
-        graph_def, _ = winograd_lib.rewrite_convolutions(graph_def)
+        shapes = {op.name: op.inputs[0].shape for op in graph.get_operations() if op.type == "Conv2D"}
+        large_maps = onednn_enabled()
+        graph_def, _ = winograd_lib.rewrite_convolutions(
+            graph_def, shapes, policy=lambda shape, kernel: winograd_lib.default_policy(shape, kernel, large_maps))
     if xla:
         for node in graph_def.node:
             node.attr["_XlaCompile"].b = True
@@ -129,6 +132,11 @@ class Detector:
 
     detect(image uint8 [H, W, 3] RGB) -> dict(boxes [K, 4] relative [ymin, xmin, ymax, xmax], scores [K],
     classes [K]); detect_batch(images uint8 [B, H, W, 3], all of one size) -> list of such dicts.
+
+    session_config: a ConfigProto (see session_config()); graph_rewrites(config) may edit it in place.
+    optimize: run optimized_graph_def()'s graph instead (frozen, Winograd convolutions on CPUs, XLA): on the
+    2-core AVX2 reference machine 2-3x faster than the plain graph; XLA compiles on the first run of each
+    batch shape (20-30 s for SSD-300), and raw() / end_points are served from the same frozen graph.
     """
 
     def __init__(self, checkpoint_path, model_name=None, select_threshold=None, nms_threshold=None,

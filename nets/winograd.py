@@ -94,15 +94,18 @@ def winograd_conv2d(inputs, kernel, padding="VALID", tile=4):
     return y[:, :out_h, :out_w]
 
 
-def default_policy(input_shape, kernel_shape):
-    """Which eligible convolutions to rewrite: those with >= 64 input channels on maps up to 160 x 160.
+def default_policy(input_shape, kernel_shape, large_maps=True):
+    """Which eligible convolutions to rewrite: those with >= 64 input channels (and, unless large_maps, on maps
+    of at most 160 x 160).
 
-    Measured on a 2-core AVX2 CPU with XLA: F(4, 3) is 2-3x faster than the direct convolution from 64 channels
-    on maps up to ~150 x 150; on larger maps (SSD-300's conv1_2) its memory-bound transforms cost more than
-    the multiplications saved, and with 3 input channels (conv1_1) there is nothing to save.
+    Measured on a 2-core AVX2 CPU (SSD-300 VGG's layers, XLA): F(4, 3) is 2-3x faster than the direct
+    convolution from 64 channels up; with 3 input channels (conv1_1) there is nothing to save. On large maps
+    (SSD-300's conv1_2, 300 x 300 x 64) the memory-bound transforms cost about what they save unless XLA's
+    dots run on oneDNN (TF_ENABLE_ONEDNN_OPTS=1), which nets/detection.optimized_graph_def passes as large_maps.
     """
+    del kernel_shape
     _, height, width, channels = input_shape
-    return channels >= 64 and height * width <= 160 * 160
+    return channels >= 64 and (large_maps or height * width <= 160 * 160)
 
 
 def _const_value(nodes, name):
@@ -125,7 +128,7 @@ def _eligible(node, kernel, input_shape):
             and input_shape.rank == 4 and None not in input_shape.as_list()[1:])
 
 
-def rewrite_convolutions(graph_def, input_shapes=None, tile=4, policy=default_policy):
+def rewrite_convolutions(graph_def, input_shapes=None, tile=4, policy=None):
     """A copy of a frozen GraphDef with its eligible 3x3 stride-1 NHWC float32 Conv2D nodes (constant kernel,
     SAME or VALID padding, static spatial shape, chosen by `policy(input_shape, kernel_shape)`) computed by
     winograd_conv2d.
@@ -133,6 +136,7 @@ def rewrite_convolutions(graph_def, input_shapes=None, tile=4, policy=default_po
     input_shapes: {Conv2D node name: its input's TensorShape} when the caller has the graph the GraphDef
     came from (saves importing it). Returns (graph_def, names of the rewritten nodes).
     """
+    policy = policy or default_policy
     nodes = {n.name: n for n in graph_def.node}
     if input_shapes is None:
         shapes_graph = tf.Graph()

@@ -95,7 +95,7 @@ def _export_and_serve(checkpoint, tmp_path, extra=()):
     assert served["padding"] == 0.0
     out_json = tmp_path / "detect.json"
     detect_ssd.main([f"--checkpoint_path={checkpoint}", f"--image={image_path}", f"--output_json={out_json}",
-                     *extra])
+                     *[flag for flag in extra if flag != "--optimize"]])
     with open(out_json) as f:
         expected = json.load(f)["images"][0]["detections"]
     return saved, served, expected
@@ -120,6 +120,16 @@ def test_served_native_model_detects_what_detect_ssd_does(lite_checkpoint, tmp_p
     assert (saved / "assets.extra" / "labels.txt").read_text().split("\n")[:-1] == list(VOC_CLASSES)
     config = json.loads((saved / "assets.extra" / "ssd_config.json").read_text())
     assert config["model_name"] == "ssd_300_vgg_lite" and config["post_processing"]["keep_top_k"] == 50
+
+
+@pytest.mark.slow
+def test_served_optimized_model_detects_what_detect_ssd_does(lite_checkpoint, tmp_path):
+    """--optimize: the frozen Winograd graph, compiled by XLA in the client (about 20 s)."""
+    saved, served, expected = _export_and_serve(lite_checkpoint, tmp_path, ["--keep_top_k=50", "--optimize"])
+    _assert_same_detections(served, expected)
+    # The weights are constants of the graph (Winograd-transformed), not variables.
+    variables = sum(os.path.getsize(p) for p in (saved / "variables").iterdir())
+    assert variables < 10_000 and os.path.getsize(saved / "saved_model.pb") > 3_000_000
 
 
 def test_served_face_model_detects_what_detect_ssd_does(face_checkpoint, tmp_path):
