@@ -4,11 +4,11 @@ Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (CVPR 2016): e
 convolution is A^T [ (G g G^T) (.) (B^T d B) ] A, with d the (m + 2) x (m + 2) input tile, g the kernel and
 (.) the element-wise product summed over input channels. Summed over channels that product is one matrix
 multiplication per tile position, so the (m + 2)^2 batched GEMMs [tiles, C_in] x [C_in, C_out] replace
-9 m^2 / (m + 2)^2 times as many multiply-adds: 2.25x for F(2, 3), 4x for F(4, 3). The kernel transform is
-done once in NumPy (float64) when the graph is rewritten; the input and output transforms are cheap linear
-maps that XLA fuses, which is why the rewritten graph is compiled with XLA (nets/detection.py does both). It
-is the algorithm OpenCV's DNN module and cuDNN use for these layers; in float32 it differs from the direct
-convolution by ~1e-6 (F(2, 3)) to ~1e-5 (F(4, 3)) of the output's scale.
+9 m^2 / (m + 2)^2 times as many multiply-adds: 2.25x for F(2, 3), 4x for F(4, 3), 5.06x for F(6, 3). The
+kernel transform is done once in NumPy when the graph is rewritten; the input and output transforms are cheap
+linear maps that XLA fuses, which is why the rewritten graph is compiled with XLA (nets/detection.py does
+both). It is the algorithm OpenCV's DNN module (F(6, 3)) and cuDNN use for these layers; in float32 it differs
+from the direct convolution by ~1e-6 (F(2, 3)) to ~2e-5 (F(4, 3), F(6, 3)) of the output's scale.
 
     graph_def, converted = rewrite_convolutions(frozen_graph_def)   # eligible Conv2D nodes replaced in place
 
@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
-# (B^T, G, A^T) for F(m, 3), interpolation points 0, +-1 (m = 2) and 0, +-1, +-2 (m = 4), as Lavin & Gray.
+# (B^T, G, A^T) for F(m, 3), interpolation points 0, +-1 (m = 2), 0, +-1, +-2 (m = 4, Lavin & Gray) and
+# 0, +-1, +-2, +-1/2 (m = 6, as NNPACK and wincnn), each with the point at infinity.
 TRANSFORMS = {
     2: (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
         np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64),
@@ -30,6 +31,16 @@ TRANSFORMS = {
         np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64),
         np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64)),
+    6: (np.array([[1, 0, -21 / 4, 0, 21 / 4, 0, -1, 0], [0, 1, 1, -17 / 4, -17 / 4, 1, 1, 0],
+                  [0, -1, 1, 17 / 4, -17 / 4, -1, 1, 0], [0, 1 / 2, 1 / 4, -5 / 2, -5 / 4, 2, 1, 0],
+                  [0, -1 / 2, 1 / 4, 5 / 2, -5 / 4, -2, 1, 0], [0, 2, 4, -5 / 2, -5, 1 / 2, 1, 0],
+                  [0, -2, 4, 5 / 2, -5, -1 / 2, 1, 0], [0, -1, 0, 21 / 4, 0, -21 / 4, 0, 1]], np.float64),
+        np.array([[1, 0, 0], [-2 / 9, -2 / 9, -2 / 9], [-2 / 9, 2 / 9, -2 / 9], [1 / 90, 1 / 45, 2 / 45],
+                  [1 / 90, -1 / 45, 2 / 45], [32 / 45, 16 / 45, 8 / 45], [32 / 45, -16 / 45, 8 / 45], [0, 0, 1]],
+                 np.float64),
+        np.array([[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1 / 2, -1 / 2, 0], [0, 1, 1, 4, 4, 1 / 4, 1 / 4, 0],
+                  [0, 1, -1, 8, -8, 1 / 8, -1 / 8, 0], [0, 1, 1, 16, 16, 1 / 16, 1 / 16, 0],
+                  [0, 1, -1, 32, -32, 1 / 32, -1 / 32, 1]], np.float64)),
 }
 
 
@@ -58,7 +69,7 @@ def winograd_conv2d(inputs, kernel, padding="VALID", tile=4):
       kernel: NumPy [3, 3, C_in, C_out] (HWIO); or, already transformed, a float32 tensor
         [(tile + 2)^2, C_in, C_out] (transform_kernel).
       padding: "VALID" or "SAME" (for a 3x3 stride-1 kernel: one pixel on every side).
-      tile: 2 or 4, the output tile size m.
+      tile: 2, 4 or 6, the output tile size m.
     Returns:
       float32 [B, H', W', C_out], H' = H - 2 (VALID) or H (SAME).
     """
@@ -95,17 +106,20 @@ def winograd_conv2d(inputs, kernel, padding="VALID", tile=4):
 
 
 def default_policy(input_shape, kernel_shape, large_maps=True):
-    """Which eligible convolutions to rewrite: those with >= 64 input channels (and, unless large_maps, on maps
-    of at most 160 x 160).
+    """The tile size m for a convolution of F(m x m, 3 x 3), or 0 to keep the direct convolution.
 
-    Measured on a 2-core AVX2 CPU (SSD-300 VGG's layers, XLA): F(4, 3) is 2-3x faster than the direct
-    convolution from 64 channels up; with 3 input channels (conv1_1) there is nothing to save. On large maps
-    (SSD-300's conv1_2, 300 x 300 x 64) the memory-bound transforms cost about what they save unless XLA's
-    dots run on oneDNN (TF_ENABLE_ONEDNN_OPTS=1), which nets/detection.optimized_graph_def passes as large_maps.
+    Measured on the 2-core AVX2 reference machine on SSD VGG's layers (XLA, oneDNN): with 3 input channels
+    (conv1_1) there is nothing to save; from 64 channels up F(4, 3) is 2-3x faster than the direct convolution
+    on maps up to 38 x 38, and F(6, 3) (8 x 8 tiles, 1.78 multiplications per output against 2.25) is faster
+    still from 75 x 75 (300 x 300 x 64: 58 ms against 100 ms for F(4, 3) and 108 ms direct) but loses on small
+    maps, where its tiles overhang the map. Without oneDNN (large_maps False) XLA's own matrix products are
+    single-threaded and the transforms of maps over 160 x 160 cost what they save.
     """
     del kernel_shape
     _, height, width, channels = input_shape
-    return channels >= 64 and (large_maps or height * width <= 160 * 160)
+    if channels < 64 or (not large_maps and height * width > 160 * 160):
+        return 0
+    return 6 if min(height, width) >= 60 else 4
 
 
 def _const_value(nodes, name):
@@ -128,10 +142,10 @@ def _eligible(node, kernel, input_shape):
             and input_shape.rank == 4 and None not in input_shape.as_list()[1:])
 
 
-def rewrite_convolutions(graph_def, input_shapes=None, tile=4, policy=None):
+def rewrite_convolutions(graph_def, input_shapes=None, policy=None):
     """A copy of a frozen GraphDef with its eligible 3x3 stride-1 NHWC float32 Conv2D nodes (constant kernel,
-    SAME or VALID padding, static spatial shape, chosen by `policy(input_shape, kernel_shape)`) computed by
-    winograd_conv2d.
+    SAME or VALID padding, static spatial shape) computed by winograd_conv2d with the tile size
+    `policy(input_shape, kernel_shape)` returns (default_policy; 0 keeps the convolution).
 
     input_shapes: {Conv2D node name: its input's TensorShape} when the caller has the graph the GraphDef
     came from (saves importing it). Returns (graph_def, names of the rewritten nodes).
@@ -154,7 +168,8 @@ def rewrite_convolutions(graph_def, input_shapes=None, tile=4, policy=None):
                 continue
             shape = tf.TensorShape(input_shapes[node.name])
             kernel = _const_value(nodes, node.input[1])
-            if not (_eligible(node, kernel, shape) and policy(shape.as_list(), kernel.shape)):
+            tile = policy(shape.as_list(), kernel.shape) if _eligible(node, kernel, shape) else 0
+            if not tile:
                 continue
             u = transform_kernel(kernel, tile)
             with tf.name_scope(node.name + "/winograd/"):

@@ -22,7 +22,7 @@ def numpy_conv3x3(x, kernel, padding):
 def test_kernel_transform_is_g_kernel_gt():
     rng = np.random.default_rng(0)
     kernel = rng.standard_normal((3, 3, 4, 5)).astype(np.float32)
-    for tile in (2, 4):
+    for tile in (2, 4, 6):
         _, g, _ = winograd.TRANSFORMS[tile]
         expected = np.einsum("xi,ijco,yj->xyco", g, kernel.astype(np.float64), g).reshape(-1, 4, 5)
         np.testing.assert_allclose(winograd.transform_kernel(kernel, tile), expected, rtol=1e-5, atol=1e-6)
@@ -36,7 +36,7 @@ def test_transforms_reproduce_the_one_dimensional_correlation():
         np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), np.correlate(d, k, "valid"), atol=1e-12)
 
 
-@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("tile", [2, 4, 6])
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("size", [(7, 10), (3, 3), (1, 1), (12, 8)])
 def test_winograd_conv2d_equals_direct_convolution(tile, padding, size):
@@ -54,6 +54,16 @@ def test_winograd_conv2d_equals_direct_convolution(tile, padding, size):
     expected = numpy_conv3x3(x, kernel, padding)
     assert got.shape == expected.shape == tf_direct.shape
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+
+
+def test_default_policy_picks_the_measured_tile_sizes():
+    policy = winograd.default_policy
+    assert policy([None, 300, 300, 3], (3, 3, 3, 64)) == 0            # conv1_1: nothing to save
+    assert policy([None, 300, 300, 64], (3, 3, 64, 64)) == 6
+    assert policy([None, 300, 300, 64], (3, 3, 64, 64), large_maps=False) == 0
+    assert policy([None, 150, 150, 128], (3, 3, 128, 128), large_maps=False) == 6
+    assert policy([None, 38, 38, 512], (3, 3, 512, 512)) == 4
+    assert policy([None, 1, 1, 256], (3, 3, 256, 84)) == 4
 
 
 def test_rewrite_replaces_only_eligible_convolutions():
@@ -74,6 +84,7 @@ def test_rewrite_replaces_only_eligible_convolutions():
             expected = sess.run(outputs, {images: x})
     rewritten, names = winograd.rewrite_convolutions(graph_def)
     assert names == ["same3x3", "valid3x3"]
+    assert graph_def is not rewritten and len(rewritten.node) > len(graph_def.node)
     with tf.Graph().as_default() as graph:
         tf.graph_util.import_graph_def(rewritten, name="")
         assert graph.get_operation_by_name("same3x3").type == "Identity"
