@@ -106,10 +106,11 @@ def load_model(checkpoint_path, model_name=None):
 
 
 def optimized_graph_def(session, graph, fetches, winograd=None, xla=True):
-    """The inference graph of `fetches`, frozen (variables -> constants), with Winograd F(4x4, 3x3) for its
-    3x3 stride-1 convolutions (nets/winograd.py; by default only where no GPU is visible: cuDNN has its own)
-    and every node but the resize marked for XLA compilation (`_XlaCompile`; ops without an XLA kernel, such as
-    the NMS, stay outside the compiled clusters). XLA fuses the Winograd transforms; without it they cost more than they save.
+    """The inference graph of `fetches`, frozen (variables -> constants), its 3x3 stride-1 convolutions computed
+    by Winograd F(4x4, 3x3) or F(6x6, 3x3) (nets/winograd.py; by default only where no GPU is visible: cuDNN
+    has its own), and every node but the resize marked for XLA compilation (`_XlaCompile`; ops without an XLA
+    kernel, such as the NMS, stay outside the compiled clusters). XLA fuses the Winograd transforms; without
+    it they cost more than they save. With oneDNN on (TF_ENABLE_ONEDNN_OPTS=1) XLA's GEMMs are multi-threaded.
     """
     from nets import winograd as winograd_lib
     output_names = sorted({t.op.name for t in fetches})
