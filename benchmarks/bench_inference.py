@@ -55,6 +55,9 @@ def parse_args(argv):
         args.batch_size, args.num_batches, args.warmup_batches = 1, 1, 0
     if args.batch_size < 1 or args.num_batches < 1 or args.warmup_batches < 0:
         parser.error("--batch_size and --num_batches must be >= 1, --warmup_batches >= 0")
+    if args.precision == "bf16" and args.optimize:
+        # The oneDNN bfloat16 rewrite targets TensorFlow's own kernels, not the XLA clusters of --optimize.
+        parser.error("--precision=bf16 runs the plain graph: leave out --optimize")
     return args
 
 
