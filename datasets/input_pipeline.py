@@ -12,6 +12,7 @@ it), resized and mean-subtracted, with its original size, id and ground truth; t
 Both are plain functions of their arguments, so a tf.distribute strategy can call them per input pipeline
 (distribute_datasets_from_function, sharding with num_shards/shard_index) or wrap their result.
 """
+import numpy as np
 import tensorflow as tf
 
 from datasets import tfrecord_decoder as decoder
@@ -98,7 +99,7 @@ def train_dataset(files, model, batch_size, is_training=True, seed=None, num_epo
     """
     deterministic = seed is not None
     out_shape = tuple(model.image_size)
-    anchors = tf.constant(model.anchors, tf.float32)
+    anchors = np.asarray(model.anchors, np.float32)  # NumPy: its derived constants are made once
     augmentation = dict(augmentation or {})
     preprocess = preprocessing_factory.get_preprocessing(model.name, is_training, from_encoded=True)
 

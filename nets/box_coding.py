@@ -9,6 +9,7 @@ Boxes are [ymin, xmin, ymax, xmax] relative to the image. Offsets are in Caffe's
 with (v0, v1, v2, v3) the prior variances (0.1, 0.1, 0.2, 0.2). See Caffe's bbox_util.cpp (EncodeBBox,
 DecodeBBox, MatchBBox).
 """
+import numpy as np
 import tensorflow as tf
 
 
@@ -17,10 +18,28 @@ def _center_size(boxes):
     return (ymin + ymax) / 2.0, (xmin + xmax) / 2.0, ymax - ymin, xmax - xmin
 
 
+def _anchor_center_size(anchors):
+    """NumPy anchors (the usual case) are converted when the graph is built, not at every run."""
+    if isinstance(anchors, np.ndarray):
+        return tuple(tf.constant(v.astype(np.float32)) for v in _center_size_np(anchors))
+    return _center_size(tf.convert_to_tensor(anchors, tf.float32))
+
+
+def _center_size_np(boxes):
+    ymin, xmin, ymax, xmax = (np.asarray(boxes, np.float64)[:, i] for i in range(4))
+    # float32 arithmetic, as the TensorFlow path computes it.
+    ymin, xmin, ymax, xmax = (v.astype(np.float32) for v in (ymin, xmin, ymax, xmax))
+    return (ymin + ymax) / np.float32(2), (xmin + xmax) / np.float32(2), ymax - ymin, xmax - xmin
+
+
 def encode_boxes(boxes, anchors, variances):
     """[..., N, 4] boxes matched to [N, 4] anchors -> [..., N, 4] offsets [dx, dy, dw, dh]."""
-    cy, cx, h, w = _center_size(tf.convert_to_tensor(boxes, tf.float32))
-    acy, acx, ah, aw = _center_size(tf.convert_to_tensor(anchors, tf.float32))
+    return _encode_center_size(_center_size(tf.convert_to_tensor(boxes, tf.float32)), anchors, variances)
+
+
+def _encode_center_size(center_size, anchors, variances):
+    cy, cx, h, w = center_size
+    acy, acx, ah, aw = _anchor_center_size(anchors)
     # Degenerate (zero-size) boxes only occur for unmatched anchors, whose offsets the loss ignores;
     # keep them finite.
     eps = 1e-8
@@ -33,7 +52,7 @@ def encode_boxes(boxes, anchors, variances):
 def decode_boxes(offsets, anchors, variances):
     """[..., N, 4] offsets [dx, dy, dw, dh] on [N, 4] anchors -> [..., N, 4] boxes [ymin, xmin, ymax, xmax]."""
     offsets = tf.convert_to_tensor(offsets, tf.float32)
-    acy, acx, ah, aw = _center_size(tf.convert_to_tensor(anchors, tf.float32))
+    acy, acx, ah, aw = _anchor_center_size(anchors)
     dx, dy, dw, dh = tf.unstack(offsets, axis=-1)
     cx = dx * variances[0] * aw + acx
     cy = dy * variances[1] * ah + acy
@@ -42,46 +61,85 @@ def decode_boxes(offsets, anchors, variances):
     return tf.stack([cy - h / 2.0, cx - w / 2.0, cy + h / 2.0, cx + w / 2.0], axis=-1)
 
 
+def _columns(boxes):
+    """[N, 4] -> [4, N] (ymin, xmin, ymax, xmax rows): contiguous rows are what the elementwise kernels are
+    fast on. NumPy boxes (the anchors) are transposed once, when the graph is built."""
+    if isinstance(boxes, np.ndarray):
+        return tf.constant(np.ascontiguousarray(boxes.T, np.float32))
+    return tf.transpose(tf.convert_to_tensor(boxes, tf.float32))
+
+
 def iou_matrix(boxes_a, boxes_b):
     """IoU of every pair: [G, 4] x [N, 4] -> [G, N] (Caffe's JaccardOverlap on normalised boxes)."""
-    a = tf.convert_to_tensor(boxes_a, tf.float32)[:, None, :]
-    b = tf.convert_to_tensor(boxes_b, tf.float32)[None, :, :]
-    ih = tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
-    iw = tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]), 0.0)
+    a = tf.convert_to_tensor(boxes_a, tf.float32)
+    ay0, ax0, ay1, ax1 = a[:, 0:1], a[:, 1:2], a[:, 2:3], a[:, 3:4]  # [G, 1] each
+    by0, bx0, by1, bx1 = tf.unstack(_columns(boxes_b)[:, None, :])  # [1, N] each
+    ih = tf.maximum(tf.minimum(ay1, by1) - tf.maximum(ay0, by0), 0.0)
+    iw = tf.maximum(tf.minimum(ax1, bx1) - tf.maximum(ax0, bx0), 0.0)
     inter = ih * iw
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - inter
+    union = (ay1 - ay0) * (ax1 - ax0) + (by1 - by0) * (bx1 - bx0) - inter
     return tf.where(union > 0.0, inter / tf.maximum(union, 1e-12), tf.zeros_like(inter))
 
 
-def _match_iou(iou, threshold):
-    """Caffe's matching on a precomputed [N, G] IoU matrix (anchors x boxes). Returns int32 [N]."""
-    iou = tf.where(iou > 1e-6, iou, tf.zeros_like(iou))
-    # The extra zero column keeps argmax defined for an image without boxes; it is never matched.
-    iou = tf.pad(iou, [[0, 0], [0, 1]])
-    num_anchors, num_cols = tf.shape(iou)[0], tf.shape(iou)[1]
-    num_gt = num_cols - 1
+def _greedy_bipartite(iou):
+    """Caffe's bipartite step on a [K, G] IoU matrix (rows: distinct anchors in ascending index order, zero
+    where a pair does not count). Returns int32 [K]: the box each row is matched to, or -1."""
+    num_rows, num_cols = tf.shape(iou)[0], tf.shape(iou)[1]
+    rows, cols = tf.range(num_rows)[:, None], tf.range(num_cols)[None, :]
 
     def body(i, state, assigned):
         # Anchors first, so that a flat argmax breaks ties in Caffe's (prediction, gt) order.
         flat = tf.argmax(tf.reshape(state, [-1]), output_type=tf.int32)
         a, g = flat // num_cols, flat % num_cols
-        ok = state[a, g] > 0.0
-        assigned = tf.tensor_scatter_nd_update(assigned, [[a]], tf.where(ok, g, assigned[a])[None])
+        ok = tf.reduce_max(state) > 0.0
+        assigned = tf.where(ok & tf.equal(rows[:, 0], a), g, assigned)
         # Take the matched anchor's row and the matched box's column out of the competition.
-        state = tf.tensor_scatter_nd_update(state, [[a]], -tf.ones([1, num_cols]))
-        state = tf.tensor_scatter_nd_update(state, tf.stack([tf.range(num_anchors), tf.fill([num_anchors], g)], 1),
-                                            -tf.ones([num_anchors]))
+        state = tf.where(tf.equal(rows, a) | tf.equal(cols, g), -1.0, state)
         return i + 1, state, assigned
 
-    _, _, bipartite = tf.while_loop(
-        lambda i, *_: i < num_gt, body, [tf.constant(0), iou, -tf.ones([num_anchors], tf.int32)],
-        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None]), tf.TensorShape([None])],
-        back_prop=False)
-    best_gt = tf.argmax(iou, axis=1, output_type=tf.int32)
-    best_iou = tf.reduce_max(iou, axis=1)
-    per_prediction = tf.where(best_iou >= threshold, best_gt, -tf.ones_like(best_gt))
+    _, _, assigned = tf.while_loop(lambda i, *_: i < num_cols, body,
+                                   [tf.constant(0), iou, -tf.ones([num_rows], tf.int32)])
+    return assigned
+
+
+def _bipartite(iou, num_gt):
+    """Caffe's bipartite step on a [R, N] IoU matrix whose first num_gt rows are the boxes (any further rows
+    are padding). Returns int32 [N]: the box each anchor is matched to, or -1."""
+    num_anchors = tf.shape(iou)[1]
+    iou = iou[:num_gt]
+    best = tf.argmax(iou, axis=1, output_type=tf.int32)  # [G]: each box's best anchor (lowest on ties)
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(best), best, num_anchors)
+    overlaps = tf.reduce_max(iou, axis=1) > 1e-6  # Caffe keeps only overlaps above 1e-6
+
+    def distinct():
+        # No two boxes want the same anchor: each takes its best, whatever order the greedy loop would use.
+        return tf.tensor_scatter_nd_max(-tf.ones([num_anchors], tf.int32), best[:, None],
+                                        tf.where(overlaps, tf.range(num_gt), -1))
+
+    def greedy():
+        # Boxes compete for anchors. The greedy loop only ever gives a box one of its num_gt best anchors
+        # (fewer than num_gt are taken before it, and a tie goes to the lowest anchor index, as top_k orders
+        # ties), so it runs on those few candidates, sorted into anchor order, repeats zeroed.
+        _, top = tf.math.top_k(iou, k=tf.minimum(num_gt, num_anchors), sorted=True)
+        candidates = tf.sort(tf.reshape(top, [-1]))
+        repeat = tf.concat([[False], tf.equal(candidates[1:], candidates[:-1])], axis=0)
+        rows = tf.transpose(tf.gather(iou, candidates, axis=1))
+        rows = tf.where(repeat[:, None] | (rows <= 1e-6), 0.0, rows)
+        return tf.tensor_scatter_nd_max(-tf.ones([num_anchors], tf.int32), candidates[:, None],
+                                        _greedy_bipartite(rows))
+
+    conflict = tf.reduce_any((tf.gather(counts, best) > 1) & overlaps)
+    return tf.cond(conflict, greedy, distinct)
+
+
+def _match_iou(iou, threshold, num_gt):
+    """Caffe's matching on a precomputed [G + 1, N] IoU matrix: num_gt boxes x anchors, then a row of
+    zeros (a dummy box, so that the argmax is defined for an image without boxes; it is never matched).
+    Returns int32 [N]: the matched box, or -1."""
+    bipartite = _bipartite(iou, num_gt)
+    best_gt = tf.argmax(iou, axis=0, output_type=tf.int32)
+    best_iou = tf.reduce_max(iou, axis=0)
+    per_prediction = tf.where(best_iou >= threshold, best_gt, -1)
     return tf.where(bipartite >= 0, bipartite, per_prediction)
 
 
@@ -94,31 +152,35 @@ def match(gt_boxes, anchors, threshold=0.5):
     than every anchor. Per-prediction step: every still-unmatched anchor whose best IoU is >= threshold is
     matched to that box.
     """
-    return _match_iou(tf.transpose(iou_matrix(gt_boxes, anchors)), threshold)
+    boxes = tf.reshape(tf.cast(gt_boxes, tf.float32), [-1, 4])
+    iou = iou_matrix(tf.concat([boxes, tf.zeros([1, 4])], axis=0), anchors)
+    return _match_iou(iou, threshold, tf.shape(boxes)[0])
 
 
 def encode_targets(labels, boxes, anchors, variances, match_threshold=0.5):
-    """Training targets for one image (runs in the tf.data pipeline, so it is kept lean).
+    """Training targets for one image (runs per image in the tf.data pipeline, so it is kept lean).
 
     Args:
-      labels: int [G] class labels (1..C-1). boxes: float32 [G, 4]. anchors: NumPy or tensor [N, 4].
+      labels: int [G] class labels (1..C-1). boxes: float32 [G, 4]. anchors: NumPy (fastest) or tensor [N, 4].
     Returns:
       gclasses int64 [N] (0 = background), glocalisations float32 [N, 4] (offsets, zero where background),
       gscores float32 [N] (IoU of each anchor with its matched box, 0 where background).
     """
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
     boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
-    anchors = tf.convert_to_tensor(anchors, tf.float32)
-    iou = tf.transpose(iou_matrix(boxes, anchors))  # [N, G], computed once for matching and scores
-    matches = _match_iou(iou, match_threshold)
+    num_gt = tf.shape(boxes)[0]
+    # A zero-size dummy box after the real ones overlaps nothing: it keeps the per-anchor argmax defined
+    # for an image without boxes, and gathers in range.
+    boxes = tf.concat([boxes, tf.zeros([1, 4])], axis=0)
+    labels = tf.concat([labels, tf.zeros([1], tf.int64)], axis=0)
+    iou = iou_matrix(boxes, anchors)  # [G + 1, N], computed once for matching and scores
+    matches = _match_iou(iou, match_threshold, num_gt)
     positive = matches >= 0
-    safe = tf.maximum(matches, 0)
-    # An image without boxes: gather from a dummy box so shapes stay static; everything is masked anyway.
-    padded_boxes = tf.concat([boxes, tf.constant([[0.0, 0.0, 1.0, 1.0]])], axis=0)
-    padded_labels = tf.concat([labels, tf.zeros([1], tf.int64)], axis=0)
-    offsets = encode_boxes(tf.gather(padded_boxes, safe), anchors, variances)
-    glocalisations = tf.where(positive[:, None], offsets, tf.zeros_like(offsets))
-    gclasses = tf.where(positive, tf.gather(padded_labels, safe), tf.zeros_like(matches, tf.int64))
-    iou = tf.pad(iou, [[0, 0], [0, 1]])
-    gscores = tf.where(positive, tf.gather(iou, safe, batch_dims=1), tf.zeros_like(offsets[:, 0]))
+    safe = tf.where(positive, matches, num_gt)
+    # Box centres and sizes per box, then per anchor: [G + 1] gathers rather than an [N, 4] one.
+    offsets = _encode_center_size([tf.gather(v, safe) for v in _center_size(boxes)], anchors, variances)
+    glocalisations = tf.where(positive[:, None], offsets, 0.0)
+    gclasses = tf.gather(labels, safe)
+    num_anchors = tf.shape(iou)[1]
+    gscores = tf.gather(tf.reshape(iou, [-1]), safe * num_anchors + tf.range(num_anchors))
     return gclasses, glocalisations, gscores

@@ -137,6 +137,35 @@ def adjust_saturation_hue(image, saturation=1.0, hue_delta=0.0):
     return _interleave([base + chroma * red, base + chroma * green, base + chroma * blue], shape)
 
 
+def draw_distortion(seeds, params=DistortionParams()):
+    """The numbers Caffe's DistortImage draws for one image, as a dict of scalar tensors (for
+    apply_distortion): the order, and for each step whether it happens and its amount."""
+    p = params
+    contrast_first = seeds.bernoulli(0.5)
+    do_b, delta_b = seeds.bernoulli(p.brightness_prob), seeds.uniform((), -p.brightness_delta, p.brightness_delta)
+    do_c, factor_c = seeds.bernoulli(p.contrast_prob), seeds.uniform((), p.contrast_lower, p.contrast_upper)
+    do_s, factor_s = seeds.bernoulli(p.saturation_prob), seeds.uniform((), p.saturation_lower, p.saturation_upper)
+    do_h, delta_h = seeds.bernoulli(p.hue_prob), seeds.uniform((), -p.hue_delta, p.hue_delta)
+    return dict(contrast_first=contrast_first, do_brightness=do_b, brightness=delta_b, do_contrast=do_c,
+                contrast=factor_c, do_saturation=do_s, saturation=factor_s, do_hue=do_h, hue=delta_h)
+
+
+def apply_distortion(image, d):
+    """float32 [..., 3] RGB in [0, 255] -> the same, distorted with the numbers d of draw_distortion."""
+    def maybe(cond, fn, x):
+        return tf.cond(cond, lambda: fn(x), lambda: x)
+
+    image = maybe(d["do_brightness"], lambda x: adjust_brightness(x, d["brightness"]), image)
+    image = maybe(d["do_contrast"] & d["contrast_first"], lambda x: adjust_contrast(x, d["contrast"]), image)
+    # Saturation and hue change different HSV components, so they are one step (one HSV round trip); the
+    # cheaper saturation-only formula where the hue stays.
+    image = tf.cond(d["do_hue"], lambda: _clip(adjust_saturation_hue(
+        image, tf.where(d["do_saturation"], d["saturation"], 1.0), d["hue"])),
+        lambda: maybe(d["do_saturation"], lambda x: _clip(adjust_saturation(x, d["saturation"])), image))
+    image = maybe(d["do_contrast"] & ~d["contrast_first"], lambda x: adjust_contrast(x, d["contrast"]), image)
+    return image
+
+
 def distort_color(image, seeds, params=DistortionParams()):
     """float32 [..., 3] RGB in [0, 255] -> the same, photometrically distorted as Caffe's DistortImage.
 
@@ -145,24 +174,7 @@ def distort_color(image, seeds, params=DistortionParams()):
     reordering has probability 0 in SSD and is left out. All per pixel: it commutes with cropping and
     flipping, and with resizing up to interpolation.
     """
-    p = params
-    contrast_first = seeds.bernoulli(0.5)
-    do_b, delta_b = seeds.bernoulli(p.brightness_prob), seeds.uniform((), -p.brightness_delta, p.brightness_delta)
-    do_c, factor_c = seeds.bernoulli(p.contrast_prob), seeds.uniform((), p.contrast_lower, p.contrast_upper)
-    do_s, factor_s = seeds.bernoulli(p.saturation_prob), seeds.uniform((), p.saturation_lower, p.saturation_upper)
-    do_h, delta_h = seeds.bernoulli(p.hue_prob), seeds.uniform((), -p.hue_delta, p.hue_delta)
-
-    def maybe(cond, fn, x):
-        return tf.cond(cond, lambda: fn(x), lambda: x)
-
-    image = maybe(do_b, lambda x: adjust_brightness(x, delta_b), image)
-    image = maybe(do_c & contrast_first, lambda x: adjust_contrast(x, factor_c), image)
-    # Saturation and hue change different HSV components, so they are one step (one HSV round trip); the
-    # cheaper saturation-only formula where the hue stays.
-    image = tf.cond(do_h, lambda: _clip(adjust_saturation_hue(image, tf.where(do_s, factor_s, 1.0), delta_h)),
-                    lambda: maybe(do_s, lambda x: _clip(adjust_saturation(x, factor_s)), image))
-    image = maybe(do_c & ~contrast_first, lambda x: adjust_contrast(x, factor_c), image)
-    return image
+    return apply_distortion(image, draw_distortion(seeds, params))
 
 
 # ---------------------------------------------------------------------------------------------------------

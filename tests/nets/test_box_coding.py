@@ -56,6 +56,25 @@ def test_match_equals_caffe_match_bbox(seed):
     np.testing.assert_array_equal(ours, reference.caffe_match(gt, anchors, 0.5))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_match_on_every_anchor_with_crowded_and_duplicate_boxes(seed):
+    """All 8,732 SSD-300 anchors, and boxes made to fight over the same anchors: near-copies of one box
+    (their best anchors collide, so the greedy order decides) and exact duplicates (tied IoU columns, so
+    the tie order decides), plus a few others."""
+    rng = np.random.default_rng(10 + seed)
+    anchors = anchors_lib.ssd_anchors(SSD300_PARAMS)
+    base = random_boxes(rng, 1, 0.2, 0.4)
+    near = np.clip(base + rng.normal(0, 0.01, (6, 4)), 0, 1).astype(np.float32)
+    gt = np.concatenate([near, near[:2], base, random_boxes(rng, 3, 0.05, 0.6)])
+    gt = gt[rng.permutation(len(gt))]
+    with tf.Graph().as_default():
+        ours = run(box_coding.match(gt, anchors, 0.5))
+    ref = reference.caffe_match(gt, anchors, 0.5)
+    np.testing.assert_array_equal(ours, ref)
+    # Every box got an anchor of its own in the bipartite step, so each index appears at least once.
+    assert set(range(len(gt))) <= set(ours.tolist())
+
+
 def test_bipartite_resolves_shared_best_anchor():
     # Two boxes whose best anchor is the same: Caffe gives it to the higher IoU and the other its next best.
     anchors = np.array([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.6, 0.6], [0.5, 0.5, 1.0, 1.0]], np.float32)
