@@ -110,3 +110,25 @@ def test_matched_fraction_against_a_written_out_case():
     # One-to-one: two identical references cannot both match one detection.
     twice = (np.array([1, 1]), np.array([0.9, 0.9]), boxes[[0, 0]])
     assert bench_inference.matched_fraction(twice, (np.array([1]), np.array([0.9]), boxes[:1])) == 0.5
+
+
+def test_make_caffe_vgg_ssd_writes_a_model_opencv_and_the_project_both_run(tmp_path):
+    """benchmarks/make_caffe_vgg_ssd.py: the Caffe VGG SSD-300 it writes loads in OpenCV's DNN, and its
+    conversion is a checkpoint the Detector runs (what bench_inference --compare_opencv then times)."""
+    from benchmarks import make_caffe_vgg_ssd
+    from nets import detection
+    out = tmp_path / "vgg300"
+    assert make_caffe_vgg_ssd.main(["--model_name=ssd_300_vgg", f"--output_dir={out}"]) == 0
+    prototxt, caffemodel = str(out / "deploy.prototxt"), str(out / "model.caffemodel")
+    with open(out / "checkpoint" / "ssd_config.json") as f:
+        assert json.load(f)["model_name"] == "ssd_300_vgg"
+    from PIL import Image
+    with Image.open(GRACE_HOPPER) as photo:
+        image = np.asarray(photo.convert("RGB").resize((300, 300), Image.BILINEAR))
+    det_out = reference.opencv_forward(prototxt, caffemodel, image, (104.0, 117.0, 123.0), ["detection_out"])[0]
+    with detection.Detector(str(out / "checkpoint")) as det:
+        ours = det.detect(image)
+    labels, scores, boxes = reference.opencv_detections(det_out)
+    assert len(scores) >= 50
+    assert reference.matched_fraction((labels[:50], scores[:50], boxes[:50]),
+                                      (ours["classes"], ours["scores"], ours["boxes"]), 0.9, 0.01) >= 0.95
