@@ -29,9 +29,12 @@ def parse_args(argv):
     p.add_argument("--num_train", type=int, default=1200, help="synthetic training images")
     p.add_argument("--num_test", type=int, default=300, help="synthetic test images")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
-    p.add_argument("--max_number_of_steps", type=int, default=1000, help="training steps")
+    p.add_argument("--train_seed", type=int, default=0,
+                   help="seed of the training run (initial weights, input order, augmentation); -1: unseeded")
+    p.add_argument("--max_number_of_steps", type=int, default=1100, help="training steps")
     p.add_argument("--batch_size", type=int, default=8, help="training batch size")
-    p.add_argument("--learning_rate", type=float, default=1e-3, help="initial learning rate (adam; x0.1 at 80%%)")
+    p.add_argument("--learning_rate", type=float, default=1e-3, help="initial learning rate (adam)")
+    p.add_argument("--decay_at", type=float, default=0.8, help="fraction of the steps after which the rate is x0.1")
     p.add_argument("--num_detect_images", type=int, default=4, help="test images drawn by detect_ssd.py")
     p.add_argument("--keep", action="store_true", help="reuse an existing --output_dir instead of starting over")
     return p.parse_args(argv)
@@ -99,9 +102,10 @@ def main(argv=None):
               f"--batch_size={args.batch_size}", f"--max_number_of_steps={args.max_number_of_steps}",
               "--optimizer=adam", "--opt_epsilon=1e-8", f"--learning_rate={args.learning_rate}",
               "--learning_rate_decay_type=piecewise", "--learning_rate_decay_factor=0.1",
-              f"--learning_rate_boundaries={max(1, int(0.8 * args.max_number_of_steps))}",
+              f"--learning_rate_boundaries={max(1, int(args.decay_at * args.max_number_of_steps))}",
               "--weight_decay=0.0001", "--augmentation=light", "--log_every_n_steps=100",
-              "--save_interval_secs=120", "--save_summaries_secs=120"], log)
+              "--save_interval_secs=120", "--save_summaries_secs=120"]
+             + ([f"--seed={args.train_seed}"] if args.train_seed >= 0 else []), log)
     results_json = os.path.join(eval_dir, "results.json")
     run_step("4/5 Evaluate VOC mAP on the test split",
              [py, "eval_ssd_network.py", f"--checkpoint_path={train_dir}", f"--dataset_dir={records}",

@@ -81,7 +81,7 @@ def stage_datasets(files, model, batch_size, dct_method):
             deterministic=False)
 
     def parse(s):
-        return input_pipeline._parse_without_decoding(s)
+        return decoder.parse_example_encoded(s)
 
     def decode_full(s):
         e = parse(s)

@@ -34,14 +34,6 @@ def pad_boxes(tensor, max_boxes):
     return padded
 
 
-def _parse_without_decoding(serialized):
-    """Ground truth and the still-encoded image of one record (decoded later, only inside the crop)."""
-    example = decoder.parse_example_no_image(serialized)
-    encoded = tf.io.parse_single_example(serialized, {decoder.ENCODED: tf.io.FixedLenFeature([], tf.string)})
-    example["encoded"] = encoded[decoder.ENCODED]
-    return example
-
-
 def _options():
     options = tf.data.Options()
     # Each element is small work: one thread per op, parallelism across elements (tf.data's advice).
@@ -106,7 +98,7 @@ def train_dataset(files, model, batch_size, is_training=True, seed=None, num_epo
     @tf.autograph.experimental.do_not_convert  # plain graph code: AutoGraph would only slow down tracing
     def prepare(serialized, element_seed):
         if is_training:
-            example = _parse_without_decoding(serialized)
+            example = decoder.parse_example_encoded(serialized)
             image, labels, boxes, _ = preprocess(
                 example["encoded"], example["shape"][0], example["shape"][1], example["labels"],
                 example["boxes"], example["difficult"], out_shape, model.mean_rgb, seed=element_seed,

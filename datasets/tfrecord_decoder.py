@@ -11,9 +11,9 @@ One tf.train.Example per image, written by datasets/voc_to_tfrecords.py:
     image/object/bbox/label_text                bytes  the class names
     image/object/bbox/difficult, truncated      int64  as written in the XML (absent tag: 0)
 
-`parse_example(serialized)` returns the decoded image with its ground truth; `parse_example_no_image`
-the same without decoding the image (ground-truth reading for evaluation). Both work inside tf.data's
-`map` and in graph mode.
+`parse_example(serialized)` returns the decoded image with its ground truth, `parse_example_encoded` the
+still-encoded bytes with it, `parse_example_no_image` the ground truth alone (for evaluation). All work
+inside tf.data's `map` and in graph mode.
 """
 import tensorflow as tf
 
@@ -89,9 +89,17 @@ def parse_example(serialized):
     boxes float32 [G, 4] = [ymin, xmin, ymax, xmax] relative; labels int64 [G] (1..N);
     label_text string [G]; difficult int64 [G]; truncated int64 [G].
     """
+    out = parse_example_encoded(serialized)
+    out["image"] = decode_image(out.pop("encoded"))
+    return out
+
+
+def parse_example_encoded(serialized):
+    """As `parse_example`, with the image still encoded (`encoded`: the file's bytes), for training, which
+    decodes only the crop it uses."""
     parsed = tf.io.parse_single_example(serialized, FEATURES)
     out = _ground_truth(parsed)
-    out["image"] = decode_image(parsed[ENCODED])
+    out["encoded"] = parsed[ENCODED]
     return out
 
 
