@@ -21,14 +21,13 @@ def _center_size(boxes):
 def _anchor_center_size(anchors):
     """NumPy anchors (the usual case) are converted when the graph is built, not at every run."""
     if isinstance(anchors, np.ndarray):
-        return tuple(tf.constant(v.astype(np.float32)) for v in _center_size_np(anchors))
+        return tuple(tf.constant(np.ascontiguousarray(v)) for v in _center_size_np(anchors))
     return _center_size(tf.convert_to_tensor(anchors, tf.float32))
 
 
 def _center_size_np(boxes):
-    ymin, xmin, ymax, xmax = (np.asarray(boxes, np.float64)[:, i] for i in range(4))
-    # float32 arithmetic, as the TensorFlow path computes it.
-    ymin, xmin, ymax, xmax = (v.astype(np.float32) for v in (ymin, xmin, ymax, xmax))
+    """_center_size in NumPy, in float32 arithmetic as TensorFlow computes it."""
+    ymin, xmin, ymax, xmax = np.asarray(boxes, np.float32).T
     return (ymin + ymax) / np.float32(2), (xmin + xmax) / np.float32(2), ymax - ymin, xmax - xmin
 
 
