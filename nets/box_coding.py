@@ -151,9 +151,20 @@ def match(gt_boxes, anchors, threshold=0.5):
     than every anchor. Per-prediction step: every still-unmatched anchor whose best IoU is >= threshold is
     matched to that box.
     """
-    boxes = tf.reshape(tf.cast(gt_boxes, tf.float32), [-1, 4])
-    iou = iou_matrix(tf.concat([boxes, tf.zeros([1, 4])], axis=0), anchors)
-    return _match_iou(iou, threshold, tf.shape(boxes)[0])
+    return _match_boxes(gt_boxes, anchors, threshold)[0]
+
+
+def _match_boxes(boxes, anchors, threshold):
+    """match() with what encode_targets reuses: (matches [N], iou [G + 1, N], boxes [G + 1, 4], G).
+
+    A zero-size dummy box after the real ones overlaps nothing: it keeps the per-anchor argmax defined for
+    an image without boxes, and gives unmatched anchors a row to gather from.
+    """
+    boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+    num_gt = tf.shape(boxes)[0]
+    boxes = tf.concat([boxes, tf.zeros([1, 4])], axis=0)
+    iou = iou_matrix(boxes, anchors)  # computed once for matching and scores
+    return _match_iou(iou, threshold, num_gt), iou, boxes, num_gt
 
 
 def encode_targets(labels, boxes, anchors, variances, match_threshold=0.5):
@@ -165,15 +176,8 @@ def encode_targets(labels, boxes, anchors, variances, match_threshold=0.5):
       gclasses int64 [N] (0 = background), glocalisations float32 [N, 4] (offsets, zero where background),
       gscores float32 [N] (IoU of each anchor with its matched box, 0 where background).
     """
-    labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
-    boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
-    num_gt = tf.shape(boxes)[0]
-    # A zero-size dummy box after the real ones overlaps nothing: it keeps the per-anchor argmax defined
-    # for an image without boxes, and gathers in range.
-    boxes = tf.concat([boxes, tf.zeros([1, 4])], axis=0)
-    labels = tf.concat([labels, tf.zeros([1], tf.int64)], axis=0)
-    iou = iou_matrix(boxes, anchors)  # [G + 1, N], computed once for matching and scores
-    matches = _match_iou(iou, match_threshold, num_gt)
+    matches, iou, boxes, num_gt = _match_boxes(boxes, anchors, match_threshold)
+    labels = tf.concat([tf.cast(tf.reshape(labels, [-1]), tf.int64), tf.zeros([1], tf.int64)], axis=0)
     positive = matches >= 0
     safe = tf.where(positive, matches, num_gt)
     # Box centres and sizes per box, then per anchor: [G + 1] gathers rather than an [N, 4] one.
