@@ -36,7 +36,7 @@ def encode_boxes(boxes, anchors, variances):
     return _encode_center_size(_center_size(tf.convert_to_tensor(boxes, tf.float32)), anchors, variances)
 
 
-def _encode_center_size(center_size, anchors, variances):
+def _encode_center_size(center_size, anchors, variances, axis=-1):
     cy, cx, h, w = center_size
     acy, acx, ah, aw = _anchor_center_size(anchors)
     # Degenerate (zero-size) boxes only occur for unmatched anchors, whose offsets the loss ignores;
@@ -45,7 +45,7 @@ def _encode_center_size(center_size, anchors, variances):
     return tf.stack([(cx - acx) / aw / variances[0],
                      (cy - acy) / ah / variances[1],
                      tf.math.log(tf.maximum(w, eps) / aw) / variances[2],
-                     tf.math.log(tf.maximum(h, eps) / ah) / variances[3]], axis=-1)
+                     tf.math.log(tf.maximum(h, eps) / ah) / variances[3]], axis=axis)
 
 
 def decode_boxes(offsets, anchors, variances):
@@ -77,7 +77,21 @@ def iou_matrix(boxes_a, boxes_b):
     iw = tf.maximum(tf.minimum(ax1, bx1) - tf.maximum(ax0, bx0), 0.0)
     inter = ih * iw
     union = (ay1 - ay0) * (ax1 - ax0) + (by1 - by0) * (bx1 - bx0) - inter
-    return tf.where(union > 0.0, inter / tf.maximum(union, 1e-12), tf.zeros_like(inter))
+    return inter / tf.maximum(union, 1e-12)  # inter <= union, so 0 where both are 0
+
+
+def _max_and_argmax(values, axis):
+    """(max, first index of the max) along `axis` of a float [R, C] tensor, the index as int32.
+
+    TF's ArgMax kernel on the CPU is 5-10x slower than a max reduction; the index of the first maximum is
+    recovered with a comparison and a float min reduction (indices are exact in float32 below 2**24).
+    """
+    best = tf.reduce_max(values, axis=axis, keepdims=True)
+    size = tf.shape(values)[axis]
+    index = tf.cast(tf.range(size), tf.float32)
+    index = index[:, None] if axis == 0 else index[None, :]
+    first = tf.reduce_min(tf.where(values >= best, index, tf.cast(size, tf.float32)), axis=axis)
+    return tf.squeeze(best, axis), tf.cast(first, tf.int32)
 
 
 def _greedy_bipartite(iou):
@@ -106,9 +120,9 @@ def _bipartite(iou, num_gt):
     are padding). Returns int32 [N]: the box each anchor is matched to, or -1."""
     num_anchors = tf.shape(iou)[1]
     iou = iou[:num_gt]
-    best = tf.argmax(iou, axis=1, output_type=tf.int32)  # [G]: each box's best anchor (lowest on ties)
+    best_iou, best = _max_and_argmax(iou, axis=1)  # [G]: each box's best anchor (lowest on ties)
     counts = tf.math.unsorted_segment_sum(tf.ones_like(best), best, num_anchors)
-    overlaps = tf.reduce_max(iou, axis=1) > 1e-6  # Caffe keeps only overlaps above 1e-6
+    overlaps = best_iou > 1e-6  # Caffe keeps only overlaps above 1e-6
 
     def distinct():
         # No two boxes want the same anchor: each takes its best, whatever order the greedy loop would use.
@@ -136,8 +150,7 @@ def _match_iou(iou, threshold, num_gt):
     zeros (a dummy box, so that the argmax is defined for an image without boxes; it is never matched).
     Returns int32 [N]: the matched box, or -1."""
     bipartite = _bipartite(iou, num_gt)
-    best_gt = tf.argmax(iou, axis=0, output_type=tf.int32)
-    best_iou = tf.reduce_max(iou, axis=0)
+    best_iou, best_gt = _max_and_argmax(iou, axis=0)
     per_prediction = tf.where(best_iou >= threshold, best_gt, -1)
     return tf.where(bipartite >= 0, bipartite, per_prediction)
 
@@ -177,13 +190,18 @@ def encode_targets(labels, boxes, anchors, variances, match_threshold=0.5):
       gscores float32 [N] (IoU of each anchor with its matched box, 0 where background).
     """
     matches, iou, boxes, num_gt = _match_boxes(boxes, anchors, match_threshold)
-    labels = tf.concat([tf.cast(tf.reshape(labels, [-1]), tf.int64), tf.zeros([1], tf.int64)], axis=0)
+    labels = tf.concat([tf.cast(tf.reshape(labels, [-1]), tf.float32), tf.zeros([1])], axis=0)
     positive = matches >= 0
-    safe = tf.where(positive, matches, num_gt)
-    # Box centres and sizes per box, then per anchor: [G + 1] gathers rather than an [N, 4] one.
-    offsets = _encode_center_size([tf.gather(v, safe) for v in _center_size(boxes)], anchors, variances)
-    glocalisations = tf.where(positive[:, None], offsets, 0.0)
-    gclasses = tf.gather(labels, safe)
-    num_anchors = tf.shape(iou)[1]
-    gscores = tf.gather(tf.reshape(iou, [-1]), safe * num_anchors + tf.range(num_anchors))
-    return gclasses, glocalisations, gscores
+    # The matched box of every anchor as a one-hot [G + 1, N] (the dummy row where background): each
+    # per-anchor value is then a sum over the few boxes, computed on contiguous [N] rows. TF's gather is
+    # an order of magnitude slower per element, and an [N, 4] layout makes every step a slow broadcast.
+    chosen = tf.equal(tf.range(num_gt + 1)[:, None], tf.where(positive, matches, num_gt)[None, :])
+    table = tf.stack(list(_center_size(boxes)) + [labels])  # [5, G + 1]: cy, cx, h, w, label
+    per_anchor = tf.matmul(table, tf.cast(chosen, tf.float32))  # exact: one nonzero term per column
+    cy, cx, h, w, gclasses = tf.unstack(per_anchor)
+    offsets = tf.where(positive[None, :], _encode_center_size((cy, cx, h, w), anchors, variances, axis=0), 0.0)
+    gscores = tf.reduce_sum(tf.where(chosen, iou, 0.0), axis=0)  # the dummy row is all zeros
+    # [4, N] -> [N, 4] as a product with the identity: oneDNN's matmul reads the transposed operand
+    # several times faster than its transpose kernel writes it.
+    glocalisations = tf.matmul(offsets, tf.eye(4), transpose_a=True)
+    return tf.cast(gclasses, tf.int64), glocalisations, gscores

@@ -111,14 +111,22 @@ def test_image_without_boxes_gives_all_background():
     assert np.all(glocs == 0) and np.all(gscores == 0)
 
 
-def test_encode_targets_labels_and_offsets_follow_the_match():
-    rng = np.random.default_rng(5)
+@pytest.mark.parametrize("seed,num_boxes", [(5, 4), (6, 12)])
+def test_encode_targets_on_every_anchor_equal_caffe_match_and_encode(seed, num_boxes):
+    """Class, offsets and score of every anchor against the Caffe MatchBBox / EncodeBBox transcriptions:
+    the matched box's label, offsets and IoU where matched, exact zeros where background."""
+    rng = np.random.default_rng(seed)
     anchors = anchors_lib.ssd_anchors(SSD300_PARAMS)
-    gt = random_boxes(rng, 4, 0.1, 0.6)
-    labels = np.array([3, 1, 20, 7])
+    gt = random_boxes(rng, num_boxes, 0.05, 0.6)
+    gt[-1] = gt[0]  # a duplicate box: the two compete for the same anchors
+    labels = rng.integers(1, 21, num_boxes)
     with tf.Graph().as_default():
-        gclasses, glocs, _ = run(box_coding.encode_targets(labels, gt, anchors, VAR, 0.5))
-        matches = run(box_coding.match(gt, anchors, 0.5))
-    np.testing.assert_array_equal(gclasses, np.where(matches >= 0, labels[np.maximum(matches, 0)], 0))
-    for i in np.flatnonzero(matches >= 0)[:40]:
+        gclasses, glocs, gscores = run(box_coding.encode_targets(labels, gt, anchors, VAR, 0.5))
+    matches = reference.caffe_match(gt, anchors, 0.5)
+    positive = matches >= 0
+    assert gclasses.dtype == np.int64 and glocs.shape == (len(anchors), 4)
+    np.testing.assert_array_equal(gclasses, np.where(positive, labels[np.maximum(matches, 0)], 0))
+    assert np.all(glocs[~positive] == 0) and np.all(gscores[~positive] == 0)
+    for i in np.flatnonzero(positive):
         np.testing.assert_allclose(glocs[i], reference.encode(gt[matches[i]], anchors[i], VAR), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(gscores[i], reference.iou(gt[matches[i]], anchors[i]), rtol=1e-5, atol=1e-7)
