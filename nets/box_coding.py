@@ -61,18 +61,19 @@ def decode_boxes(offsets, anchors, variances):
 
 
 def _columns(boxes):
-    """[N, 4] -> [4, N] (ymin, xmin, ymax, xmax rows): contiguous rows are what the elementwise kernels are
-    fast on. NumPy boxes (the anchors) are transposed once, when the graph is built."""
+    """[N, 4] -> ymin, xmin, ymax, xmax as four [N] rows: contiguous rows are what the elementwise kernels
+    are fast on. NumPy boxes (the anchors) are split once, when the graph is built; a tensor by one
+    unstack (the CPU transpose kernel costs tens of microseconds even on a few boxes)."""
     if isinstance(boxes, np.ndarray):
-        return tf.constant(np.ascontiguousarray(boxes.T, np.float32))
-    return tf.transpose(tf.convert_to_tensor(boxes, tf.float32))
+        return [tf.constant(np.ascontiguousarray(c, np.float32)) for c in np.asarray(boxes, np.float32).T]
+    return tf.unstack(tf.convert_to_tensor(boxes, tf.float32), num=4, axis=1)
 
 
 def iou_matrix(boxes_a, boxes_b):
     """IoU of every pair: [G, 4] x [N, 4] -> [G, N] (Caffe's JaccardOverlap on normalised boxes)."""
     a = tf.convert_to_tensor(boxes_a, tf.float32)
-    ay0, ax0, ay1, ax1 = a[:, 0:1], a[:, 1:2], a[:, 2:3], a[:, 3:4]  # [G, 1] each
-    by0, bx0, by1, bx1 = tf.unstack(_columns(boxes_b)[:, None, :])  # [1, N] each
+    ay0, ax0, ay1, ax1 = tf.split(a, 4, axis=1)  # [G, 1] each
+    by0, bx0, by1, bx1 = [c[None, :] for c in _columns(boxes_b)]  # [1, N] each
     ih = tf.maximum(tf.minimum(ay1, by1) - tf.maximum(ay0, by0), 0.0)
     iw = tf.maximum(tf.minimum(ax1, bx1) - tf.maximum(ax0, bx0), 0.0)
     inter = ih * iw

@@ -22,27 +22,37 @@ from nets.box_coding import iou_matrix
 
 
 class SeedStream:
-    """Hands out stateless seeds (int [2] tensors) derived from one base seed.
+    """Hands out stateless seeds (int [2] tensors) derived from one base seed, and uniform numbers drawn
+    with them.
 
     `seed`: None (a base seed drawn at random: not reproducible), a Python int, or an int tensor of shape
-    [2] (e.g. [run seed, element index] in a tf.data pipeline).
+    [2] (e.g. [run seed, element index] in a tf.data pipeline). `num_scalars`: how many scalar draws to make
+    at once, up front: uniform() of shape () takes the next of them, so that a transform drawing a dozen
+    scalars costs one random op instead of a dozen (a per-image pipeline is dominated by such small ops).
+    Further scalars are drawn one by one.
     """
 
-    def __init__(self, seed=None):
+    def __init__(self, seed=None, num_scalars=0):
         if seed is None:
             seed = tf.random.uniform([2], 0, 2 ** 31 - 1, dtype=tf.int64)
         elif isinstance(seed, int):
             seed = tf.constant([seed, 0], tf.int64)
         self._base = tf.cast(tf.convert_to_tensor(seed), tf.int64)
         self._count = 0
+        self._scalars = tf.unstack(self._draw([num_scalars])) if num_scalars else []
 
     def __call__(self):
         self._count += 1
         return tf.random.experimental.stateless_fold_in(self._base, self._count)
 
+    def _draw(self, shape):
+        return tf.random.stateless_uniform(list(shape), self(), dtype=tf.float32)
+
     def uniform(self, shape=(), minval=0.0, maxval=1.0):
         """float32 uniform in [minval, maxval) (minval, maxval broadcast with shape)."""
-        u = tf.random.stateless_uniform(list(shape), self(), dtype=tf.float32)
+        u = self._scalars.pop(0) if not tuple(shape) and self._scalars else self._draw(shape)
+        if isinstance(minval, (int, float)) and isinstance(maxval, (int, float)):
+            return u if (minval, maxval) == (0, 1) else minval + u * float(maxval - minval)
         return minval + u * (tf.cast(maxval, tf.float32) - minval)
 
     def bernoulli(self, prob):
@@ -93,20 +103,6 @@ def _interleave(planes, shape):
     return tf.reshape(tf.transpose(tf.stack(planes)), shape)
 
 
-def adjust_saturation(image, factor):
-    """AdjustSaturation, exactly in HSV: float32 [..., 3] RGB in [0, 255] -> the same.
-
-    S = (max - min) / max is multiplied by `factor` and clipped to [0, 1] with H and V = max kept: every
-    channel moves away from (or towards) the max by the same ratio, c' = max - (max - c) * k,
-    k = min(factor, max / (max - min)).
-    """
-    r, g, b = tf.unstack(_planes(image))
-    vmax = tf.maximum(tf.maximum(r, g), b)
-    chroma = vmax - tf.minimum(tf.minimum(r, g), b)
-    k = tf.minimum(tf.cast(factor, tf.float32), vmax / tf.maximum(chroma, 1e-6))
-    return _interleave([vmax - (vmax - c) * k for c in (r, g, b)], tf.shape(image))
-
-
 def adjust_saturation_hue(image, saturation=1.0, hue_delta=0.0):
     """AdjustSaturation then AdjustHue, exactly in HSV: float32 [..., 3] RGB in [0, 255] -> the same.
 
@@ -138,32 +134,37 @@ def adjust_saturation_hue(image, saturation=1.0, hue_delta=0.0):
 
 
 def draw_distortion(seeds, params=DistortionParams()):
-    """The numbers Caffe's DistortImage draws for one image, as a dict of scalar tensors (for
-    apply_distortion): the order, and for each step whether it happens and its amount."""
+    """The numbers Caffe's DistortImage draws for one image, as the amounts of its steps (a dict of scalar
+    tensors for apply_distortion): brightness (0 when skipped), contrast_before / contrast_after (the
+    factor in the position its order puts it, 1 elsewhere), saturation (1 when skipped), hue (0 when
+    skipped) and hsv (whether saturation or hue happens). One draw of nine uniforms: the order, then for
+    each step whether it happens and its amount."""
     p = params
-    contrast_first = seeds.bernoulli(0.5)
-    do_b, delta_b = seeds.bernoulli(p.brightness_prob), seeds.uniform((), -p.brightness_delta, p.brightness_delta)
-    do_c, factor_c = seeds.bernoulli(p.contrast_prob), seeds.uniform((), p.contrast_lower, p.contrast_upper)
-    do_s, factor_s = seeds.bernoulli(p.saturation_prob), seeds.uniform((), p.saturation_lower, p.saturation_upper)
-    do_h, delta_h = seeds.bernoulli(p.hue_prob), seeds.uniform((), -p.hue_delta, p.hue_delta)
-    return dict(contrast_first=contrast_first, do_brightness=do_b, brightness=delta_b, do_contrast=do_c,
-                contrast=factor_c, do_saturation=do_s, saturation=factor_s, do_hue=do_h, hue=delta_h)
+    u_happens, u_amounts = tf.split(seeds.uniform((9,)), [5, 4])
+    happens = u_happens < tf.constant([0.5, p.brightness_prob, p.contrast_prob, p.saturation_prob, p.hue_prob])
+    contrast_first, do_b, do_c, do_s, do_h = tf.unstack(happens)
+    lower = tf.constant([-p.brightness_delta, p.contrast_lower, p.saturation_lower, -p.hue_delta])
+    span = tf.constant([2 * p.brightness_delta, p.contrast_upper - p.contrast_lower,
+                        p.saturation_upper - p.saturation_lower, 2 * p.hue_delta])
+    amounts = tf.where(tf.stack([do_b, do_c, do_s, do_h]), lower + u_amounts * span, tf.constant([0.0, 1.0, 1.0, 0.0]))
+    brightness, contrast, saturation, hue = tf.unstack(amounts)
+    return dict(brightness=brightness, contrast_before=tf.where(contrast_first, contrast, 1.0),
+                saturation=saturation, hue=hue, contrast_after=tf.where(contrast_first, 1.0, contrast),
+                hsv=do_s | do_h)
 
 
 def apply_distortion(image, d):
-    """float32 [..., 3] RGB in [0, 255] -> the same, distorted with the numbers d of draw_distortion."""
-    def maybe(cond, fn, x):
-        return tf.cond(cond, lambda: fn(x), lambda: x)
+    """float32 [..., 3] RGB in [0, 255] -> the same, distorted with the numbers d of draw_distortion.
 
-    image = maybe(d["do_brightness"], lambda x: adjust_brightness(x, d["brightness"]), image)
-    image = maybe(d["do_contrast"] & d["contrast_first"], lambda x: adjust_contrast(x, d["contrast"]), image)
-    # Saturation and hue change different HSV components, so they are one step (one HSV round trip); the
-    # cheaper saturation-only formula where the hue stays.
-    image = tf.cond(d["do_hue"], lambda: _clip(adjust_saturation_hue(
-        image, tf.where(d["do_saturation"], d["saturation"], 1.0), d["hue"])),
-        lambda: maybe(d["do_saturation"], lambda x: _clip(adjust_saturation(x, d["saturation"])), image))
-    image = maybe(d["do_contrast"] & ~d["contrast_first"], lambda x: adjust_contrast(x, d["contrast"]), image)
-    return image
+    A skipped brightness or contrast step has the neutral amount (x + 0, x * 1, exact on [0, 255]), so those
+    steps need no branch; saturation and hue change different HSV components, so they are one step (one
+    HSV round trip), taken only when either happens. (The branch also keeps XLA from fusing the HSV
+    arithmetic with its producers, which it would recompute per use.)
+    """
+    image = _clip(_clip(image + d["brightness"]) * d["contrast_before"])
+    image = tf.cond(d["hsv"], lambda: _clip(adjust_saturation_hue(image, d["saturation"], d["hue"])),
+                    lambda: image)
+    return _clip(image * d["contrast_after"])
 
 
 def distort_color(image, seeds, params=DistortionParams()):
@@ -180,31 +181,27 @@ def distort_color(image, seeds, params=DistortionParams()):
 # ---------------------------------------------------------------------------------------------------------
 # Zoom-out (Caffe ExpandImage).
 
-def sample_expand(height, width, seeds, max_expand_ratio=4.0, prob=0.5):
-    """Draws Caffe's ExpandImage geometry for an image of int height x width.
+def sample_expand(size, seeds, max_expand_ratio=4.0, prob=0.5):
+    """Draws Caffe's ExpandImage geometry for an image of int32 size [height, width].
 
     With probability `prob` the image is placed on a canvas of int(size * r), r ~ U(1, max_expand_ratio),
     at an integer offset floor(U(0, canvas - size)); otherwise the canvas is the image.
-    Returns int32 scalars (canvas_height, canvas_width, offset_y, offset_x).
+    Returns int32 (canvas [2], offset [2]), [y, x] order.
     """
-    height = tf.cast(height, tf.int32)
-    width = tf.cast(width, tf.int32)
+    size = tf.cast(size, tf.int32)
     expand = seeds.bernoulli(prob)
     ratio = tf.where(expand, seeds.uniform((), 1.0, max_expand_ratio), 1.0)
-    canvas_h = tf.maximum(tf.cast(tf.cast(height, tf.float32) * ratio, tf.int32), height)
-    canvas_w = tf.maximum(tf.cast(tf.cast(width, tf.float32) * ratio, tf.int32), width)
-    off_y = tf.cast(tf.floor(seeds.uniform((), 0.0, tf.cast(canvas_h - height, tf.float32))), tf.int32)
-    off_x = tf.cast(tf.floor(seeds.uniform((), 0.0, tf.cast(canvas_w - width, tf.float32))), tf.int32)
-    return canvas_h, canvas_w, tf.minimum(off_y, canvas_h - height), tf.minimum(off_x, canvas_w - width)
+    canvas = tf.maximum(tf.cast(tf.cast(size, tf.float32) * ratio, tf.int32), size)
+    room = canvas - size
+    offset = tf.cast(tf.floor(tf.stack([seeds.uniform(), seeds.uniform()]) * tf.cast(room, tf.float32)), tf.int32)
+    return canvas, tf.minimum(offset, room)
 
 
-def boxes_to_canvas(boxes, height, width, canvas_h, canvas_w, off_y, off_x):
-    """Relative boxes of the image -> relative boxes of the expand canvas it sits on."""
-    f = lambda v: tf.cast(v, tf.float32)  # noqa: E731
-    size = tf.stack([f(height), f(width), f(height), f(width)])
-    offset = tf.stack([f(off_y), f(off_x), f(off_y), f(off_x)])
-    canvas = tf.stack([f(canvas_h), f(canvas_w), f(canvas_h), f(canvas_w)])
-    return (boxes * size + offset) / canvas
+def boxes_to_canvas(boxes, size, canvas, offset):
+    """Relative boxes of an image of int size [2] -> relative boxes of the expand canvas [2] it sits on at
+    offset [2]."""
+    f = lambda v: tf.cast(tf.tile(v, [2]), tf.float32)  # noqa: E731
+    return (boxes * f(size) + f(offset)) / f(canvas)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -261,14 +258,15 @@ def generate_samples(boxes, seeds, samplers=SSD_BATCH_SAMPLERS):
 
     min_s = column(s.min_scale for s in samplers)
     max_s = column(s.max_scale for s in samplers)
-    scale = seeds.uniform((len(samplers), num_trials), min_s, max_s)
+    u_scale, u_ratio, u_x, u_y = tf.unstack(seeds.uniform((4, len(samplers), num_trials)))
+    scale = min_s + u_scale * (max_s - min_s)
     min_ar = tf.maximum(column(s.min_aspect_ratio for s in samplers), scale ** 2)
     max_ar = tf.minimum(column(s.max_aspect_ratio for s in samplers), 1.0 / scale ** 2)
-    ratio = seeds.uniform((len(samplers), num_trials), min_ar, max_ar)
+    ratio = min_ar + u_ratio * (max_ar - min_ar)
     w = tf.minimum(scale * tf.sqrt(ratio), 1.0)
     h = tf.minimum(scale / tf.sqrt(ratio), 1.0)
-    x0 = seeds.uniform((len(samplers), num_trials), 0.0, 1.0 - w)
-    y0 = seeds.uniform((len(samplers), num_trials), 0.0, 1.0 - h)
+    x0 = u_x * (1.0 - w)
+    y0 = u_y * (1.0 - h)
     crops = tf.stack([y0, x0, y0 + h, x0 + w], axis=-1)  # [S, T, 4]
 
     iou = tf.reshape(iou_matrix(tf.reshape(crops, [-1, 4]), boxes), [len(samplers), num_trials, -1])
@@ -284,11 +282,12 @@ def generate_samples(boxes, seeds, samplers=SSD_BATCH_SAMPLERS):
 
 def choose_sample(crops, found, seeds):
     """A crop drawn uniformly among the found candidates (Caffe: rand() % size); the whole image if none."""
-    count = tf.reduce_sum(tf.cast(found, tf.int32))
-    k = tf.minimum(tf.cast(seeds.uniform() * tf.cast(count, tf.float32), tf.int32), count - 1)
-    index = tf.argmax(tf.cast(found, tf.int32) * tf.cast(tf.equal(tf.cumsum(tf.cast(found, tf.int32)) - 1, k),
-                                                           tf.int32), output_type=tf.int32)
-    return tf.where(count > 0, crops[index], tf.constant([0.0, 0.0, 1.0, 1.0]))
+    rank = tf.cumsum(tf.cast(found, tf.int32))  # 1, 2, ... along the found candidates
+    count = tf.reduce_max(rank)
+    k = tf.cast(seeds.uniform() * tf.cast(count, tf.float32), tf.int32) + 1  # in 1..count
+    chosen = found & tf.equal(rank, tf.minimum(k, count))
+    crop = tf.reduce_sum(tf.where(chosen[:, None], crops, 0.0), axis=0)  # the one chosen row
+    return tf.where(count > 0, crop, tf.constant([0.0, 0.0, 1.0, 1.0]))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -301,12 +300,13 @@ def crop_boxes(boxes, *others):
     left without area (ProjectBBox). `others` ([G] tensors: labels, difficult flags) are filtered alike.
     Returns (boxes, *others).
     """
-    cy = (boxes[:, 0] + boxes[:, 2]) / 2.0
-    cx = (boxes[:, 1] + boxes[:, 3]) / 2.0
+    low, high = tf.split(boxes, 2, axis=1)  # [G, 2] each: (ymin, xmin), (ymax, xmax)
+    twice_centre = low + high
     clipped = tf.clip_by_value(boxes, 0.0, 1.0)
-    keep = ((cy >= 0.0) & (cy <= 1.0) & (cx >= 0.0) & (cx <= 1.0)
-            & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]))
-    return (tf.boolean_mask(clipped, keep),) + tuple(tf.boolean_mask(t, keep) for t in others)
+    clipped_low, clipped_high = tf.split(clipped, 2, axis=1)
+    keep = tf.reduce_all((twice_centre >= 0.0) & (twice_centre <= 2.0) & (clipped_high > clipped_low), axis=1)
+    index = tf.reshape(tf.where(keep), [-1])  # once for all of them (boolean_mask would redo it per tensor)
+    return tuple(tf.gather(t, index) for t in (clipped,) + others)
 
 
 def flip_boxes(boxes):

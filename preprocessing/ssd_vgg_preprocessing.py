@@ -42,16 +42,18 @@ def preprocess_for_eval(images, out_shape, mean_rgb=MEAN_RGB):
     return subtract_mean(images, mean_rgb)
 
 
-def _axis_geometry(crop_lo, crop_hi, canvas, offset, size, out):
-    """One axis of the crop -> where the image's pixels go in the output.
+def _geometry(crop, canvas, offset, size, out):
+    """The crop -> where the image's pixels go in the output, both axes at once ([y, x] vectors).
 
-    crop_lo/hi: the crop, relative to the canvas; canvas/offset/size: canvas length, image offset in it,
-    image length (pixels); out: output length. Returns int32 (w0, w1) the image pixels to load,
-    (o0, o1) the output pixels they fill, and float32 (scale, shift) mapping an image pixel coordinate p
-    to the output coordinate shift + p * scale, consistent with the rounded window.
+    crop: [ymin, xmin, ymax, xmax] relative to the canvas; canvas/offset/size: int32 [2] canvas size,
+    image offset in it, image size (pixels); out: float32 [2] output size. Returns int32 (w0, w1) the image
+    pixels to load, (o0, o1) the output pixels they fill, bool ok (some pixel is visible), and float32
+    (scale, shift) mapping an image pixel coordinate p to the output coordinate shift + p * scale,
+    consistent with the rounded window.
     """
     f = lambda v: tf.cast(v, tf.float32)  # noqa: E731
-    c0, c1 = crop_lo * f(canvas), crop_hi * f(canvas)
+    low, high = tf.split(crop, 2)
+    c0, c1 = low * f(canvas), high * f(canvas)
     scale = out / tf.maximum(c1 - c0, 1e-6)
     shift = (f(offset) - c0) * scale
     v0 = tf.clip_by_value(c0 - f(offset), 0.0, f(size))
@@ -59,46 +61,48 @@ def _axis_geometry(crop_lo, crop_hi, canvas, offset, size, out):
     w0, w1 = tf.cast(tf.round(v0), tf.int32), tf.cast(tf.round(v1), tf.int32)
     o0 = tf.cast(tf.round(tf.clip_by_value(shift + v0 * scale, 0.0, out)), tf.int32)
     o1 = tf.cast(tf.round(tf.clip_by_value(shift + v1 * scale, 0.0, out)), tf.int32)
-    ok = (w1 > w0) & (o1 > o0)
+    ok = tf.reduce_all((w1 > w0) & (o1 > o0))
     eff_scale = f(o1 - o0) / f(tf.maximum(w1 - w0, 1))
     return (w0, w1), (o0, o1), ok, tf.where(ok, eff_scale, scale), tf.where(ok, f(o0) - f(w0) * eff_scale, shift)
 
 
-def _train_from_window_loader(load_window, height, width, labels, boxes, difficult, out_shape, mean_rgb, seed,
+# Scalars the training transform draws: expand (3), choice of sample (1), flip (1), interpolation (1).
+_NUM_SCALARS = 6
+
+
+def _train_from_window_loader(load_window, size, labels, boxes, difficult, out_shape, mean_rgb, seed,
                               samplers, expand_prob, max_expand_ratio, flip_prob, distortion, interpolations):
-    """The training transform, given load_window(y, x, h, w) -> uint8 [h, w, 3] pixels of the image."""
+    """The training transform, given the image size int32 [2] and load_window(offset [2], size [2]) ->
+    uint8 [h, w, 3] pixels of the image."""
     out_h, out_w = int(out_shape[0]), int(out_shape[1])
-    seeds = aug.SeedStream(seed)
+    out = tf.constant([out_h, out_w], tf.float32)
+    seeds = aug.SeedStream(seed, num_scalars=_NUM_SCALARS)
     boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
-    height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+    size = tf.cast(size, tf.int32)
 
     # Geometry, on boxes and sizes only.
-    canvas_h, canvas_w, off_y, off_x = aug.sample_expand(height, width, seeds, max_expand_ratio, expand_prob)
-    canvas_boxes = aug.boxes_to_canvas(boxes, height, width, canvas_h, canvas_w, off_y, off_x)
+    canvas, offset = aug.sample_expand(size, seeds, max_expand_ratio, expand_prob)
+    canvas_boxes = aug.boxes_to_canvas(boxes, size, canvas, offset)
     crops, found = aug.generate_samples(canvas_boxes, seeds, samplers)
     crop = aug.choose_sample(crops, found, seeds)
     flip = seeds.bernoulli(flip_prob)
-    (y0, y1), (oy0, oy1), ok_y, scale_y, shift_y = _axis_geometry(crop[0], crop[2], canvas_h, off_y, height, out_h)
-    (x0, x1), (ox0, ox1), ok_x, scale_x, shift_x = _axis_geometry(crop[1], crop[3], canvas_w, off_x, width, out_w)
+    (w0, w1), (o0, o1), ok, scale, shift = _geometry(crop, canvas, offset, size, out)
 
     # Boxes follow the (rounded) pixel transform.
-    f = lambda v: tf.cast(v, tf.float32)  # noqa: E731
-    scale = tf.stack([scale_y * f(height) / out_h, scale_x * f(width) / out_w] * 2)
-    shift = tf.stack([shift_y / out_h, shift_x / out_w] * 2)
+    scale = tf.tile(scale * tf.cast(size, tf.float32) / out, [2])
+    shift = tf.tile(shift / out, [2])
     out_boxes, labels, difficult = aug.crop_boxes(boxes * scale + shift, labels, difficult)
-    out_boxes = tf.cond(flip, lambda: aug.flip_boxes(out_boxes), lambda: out_boxes)
+    out_boxes = tf.where(flip, aug.flip_boxes(out_boxes), out_boxes)
 
     # Pixels: only the visible window, resized to its place on the output canvas (zero elsewhere), then
-    # distorted, mean-subtracted, masked and flipped in one XLA-compiled pass (_finish_canvas).
-    def canvas():
-        window = load_window(y0, x0, y1 - y0, x1 - x0)
-        image = aug.random_resize(window, tf.stack([oy1 - oy0, ox1 - ox0]), seeds, interpolations)
-        return tf.pad(image, [[oy0, out_h - oy1], [ox0, out_w - ox1], [0, 0]])
+    # flipped, distorted, mean-subtracted and masked in one XLA-compiled pass (_finish_canvas).
+    def canvas_image():
+        image = aug.random_resize(load_window(w0, w1 - w0), o1 - o0, seeds, interpolations)
+        return tf.pad(image, tf.concat([tf.stack([o0, tf.constant([out_h, out_w]) - o1], axis=1), [[0, 0]]], axis=0))
 
-    ok = ok_y & ok_x
-    image = tf.cond(ok, canvas, lambda: tf.zeros([out_h, out_w, 3], tf.float32))
+    image = tf.cond(ok, canvas_image, lambda: tf.zeros([out_h, out_w, 3], tf.float32))
     image.set_shape([out_h, out_w, 3])
-    content = tf.where(ok, tf.stack([oy0, oy1, ox0, ox1]), tf.zeros([4], tf.int32))
+    content = tf.where(ok, tf.reshape(tf.stack([o0, o1], axis=1), [4]), tf.zeros([4], tf.int32))
     drawn = aug.draw_distortion(seeds, distortion) if distortion is not None else None
     image = _finish_canvas(image, content, flip, tf.constant(mean_rgb, tf.float32), drawn)
     return image, labels, out_boxes, difficult
@@ -106,21 +110,24 @@ def _train_from_window_loader(load_window, height, width, labels, boxes, difficu
 
 @tf.function(jit_compile=True, autograph=False)
 def _finish_canvas(image, content, flip, mean_rgb, distortion):
-    """The per-pixel end of the training transform on a fixed-size canvas: photometric distortion (the
-    numbers `distortion` of aug.draw_distortion, or None), mean subtraction inside the content rows and
-    columns content = [y0, y1, x0, x1] (outside: 0, the mean-filled expand canvas), horizontal flip.
+    """The per-pixel end of the training transform on a fixed-size canvas: horizontal flip, photometric
+    distortion (the numbers `distortion` of aug.draw_distortion, or None), mean subtraction inside the
+    content rows and columns content = [y0, y1, x0, x1] of the unflipped canvas (outside: 0, the
+    mean-filled expand canvas).
 
     XLA fuses these ~60 elementwise steps into a few loops over the canvas, 2-3x cheaper than running
-    them as TensorFlow kernels, and the fixed shape means one compilation per network input size.
+    them as TensorFlow kernels, and the fixed shape means one compilation per network input size. The flip
+    comes first, on the input, where XLA reads it as an index change.
     """
+    width = tf.shape(image)[1]
+    image = tf.where(flip, tf.reverse(image, axis=[1]), image)
+    x0, x1 = tf.where(flip, width - content[3], content[2]), tf.where(flip, width - content[2], content[3])
     if distortion is not None:
         image = aug.apply_distortion(image, distortion)
-    shape = tf.shape(image)
-    rows = tf.range(shape[0])[:, None, None]
-    cols = tf.range(shape[1])[None, :, None]
-    inside = (rows >= content[0]) & (rows < content[1]) & (cols >= content[2]) & (cols < content[3])
-    image = tf.where(inside, image - mean_rgb, 0.0)
-    return tf.where(flip, tf.reverse(image, axis=[1]), image)
+    rows = tf.range(tf.shape(image)[0])[:, None, None]
+    cols = tf.range(width)[None, :, None]
+    inside = (rows >= content[0]) & (rows < content[1]) & (cols >= x0) & (cols < x1)
+    return tf.where(inside, image - mean_rgb, 0.0)
 
 
 _TRAIN_DEFAULTS = dict(samplers=aug.SSD_BATCH_SAMPLERS, expand_prob=0.5, max_expand_ratio=4.0, flip_prob=0.5,
@@ -141,12 +148,11 @@ def preprocess_for_train(image, labels, boxes, difficult, out_shape, mean_rgb=ME
       positive area, difficult [K]: the boxes that survive the crop, in their original order.
     """
     image = tf.convert_to_tensor(image)
-    shape = tf.shape(image)
 
-    def load_window(y, x, h, w):
-        return tf.slice(image, tf.stack([y, x, 0]), tf.stack([h, w, 3]))
+    def load_window(offset, size):
+        return tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([size, [3]], 0))
 
-    return _train_from_window_loader(load_window, shape[0], shape[1], labels, boxes, difficult, out_shape,
+    return _train_from_window_loader(load_window, tf.shape(image)[:2], labels, boxes, difficult, out_shape,
                                      mean_rgb, seed, **dict(_TRAIN_DEFAULTS, **options))
 
 
@@ -160,16 +166,18 @@ def preprocess_encoded_for_train(encoded, height, width, labels, boxes, difficul
     """
     encoded = tf.convert_to_tensor(encoded, tf.string)
 
-    def load_window(y, x, h, w):
+    def load_window(offset, size):
         def jpeg():
-            return tf.io.decode_and_crop_jpeg(encoded, tf.stack([y, x, h, w]), channels=3, dct_method=dct_method)
+            return tf.io.decode_and_crop_jpeg(encoded, tf.concat([offset, size], 0), channels=3,
+                                              dct_method=dct_method)
 
         def other():
-            return tf.slice(tf.io.decode_png(encoded, channels=3), tf.stack([y, x, 0]), tf.stack([h, w, 3]))
+            return tf.slice(tf.io.decode_png(encoded, channels=3), tf.concat([offset, [0]], 0),
+                            tf.concat([size, [3]], 0))
 
         window = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
         window.set_shape([None, None, 3])
         return window
 
-    return _train_from_window_loader(load_window, height, width, labels, boxes, difficult, out_shape,
-                                     mean_rgb, seed, **dict(_TRAIN_DEFAULTS, **options))
+    return _train_from_window_loader(load_window, tf.stack([height, width]), labels, boxes, difficult,
+                                     out_shape, mean_rgb, seed, **dict(_TRAIN_DEFAULTS, **options))

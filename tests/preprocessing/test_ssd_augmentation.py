@@ -71,7 +71,7 @@ def test_each_sampler_satisfies_its_constraint(sampler_run):
             if sampler.max_jaccard_overlap is not None:
                 assert min(ious) <= sampler.max_jaccard_overlap + 1e-5
     assert found_count[0] == 150  # the whole image, always
-    np.testing.assert_allclose(crops[0], [0, 0, 1, 1])
+    np.testing.assert_allclose(crops[0], [0, 0, 1, 1], atol=1e-6)  # TF's vectorised sqrt is within an ulp
     assert found_count[1] > 100 and found_count[-1] == 150  # loose constraints nearly always succeed
     assert 0 < found_count[5] < 150  # IoU 0.9 sometimes fails within 50 trials
 
@@ -136,10 +136,10 @@ def test_crop_boxes_keeps_centres_in_crop_clips_and_stays_aligned():
 
 
 def test_expand_geometry():
-    run = Runner(lambda seeds, h, w: aug.sample_expand(h, w, seeds), (tf.int32, []), (tf.int32, []))
+    run = Runner(lambda seeds, size: aug.sample_expand(size, seeds), (tf.int32, [2]))
     expanded = 0
     for seed in range(100):
-        ch, cw, oy, ox = run(seed, 375, 500)
+        (ch, cw), (oy, ox) = run(seed, [375, 500])
         assert 375 <= ch <= 4 * 375 and 500 <= cw <= 4 * 500
         assert 0 <= oy <= ch - 375 and 0 <= ox <= cw - 500
         # The same ratio on both sides (Caffe: int(h * r), int(w * r)).
@@ -165,18 +165,10 @@ def test_saturation_hue_matches_opencv_hsv():
     image[0, :10] = 128.0  # grey pixels have no hue
     image[1, :10] = [200.0, 200.0, 10.0]  # ties between the maximum channels
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        for saturation, delta in [(1.0, 0.0), (1.5, 0.0), (0.5, 0.0), (1.0, 18.0), (1.0, -18.0), (1.3, -7.5)]:
+        for saturation, delta in [(1.0, 0.0), (1.5, 0.0), (0.5, 0.0), (0.9, 0.0), (3.0, 0.0), (1.0, 18.0),
+                                  (1.0, -18.0), (1.3, -7.5)]:
             out = sess.run(aug.adjust_saturation_hue(tf.constant(image), saturation, delta))
             np.testing.assert_allclose(out, cv_saturation_hue(image, saturation, delta), atol=0.05)
-
-
-def test_saturation_matches_opencv_hsv():
-    image = np.random.default_rng(8).uniform(0, 255, (30, 40, 3)).astype(np.float32)
-    image[0, :10] = 77.0
-    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        for factor in (0.5, 0.9, 1.0, 1.5, 3.0):
-            out = sess.run(aug.adjust_saturation(tf.constant(image), factor))
-            np.testing.assert_allclose(out, cv_saturation_hue(image, factor, 0.0), atol=0.05)
 
 
 def np_distort(image, order, b=None, c=None, s=1.0, h=0.0):
@@ -191,24 +183,39 @@ def np_distort(image, order, b=None, c=None, s=1.0, h=0.0):
     return x
 
 
+def test_draw_distortion_draws_caffes_numbers():
+    """Each step on with its probability, its amount in Caffe's range, neutral when off; both orders."""
+    p = aug.DistortionParams()
+    run = Runner(lambda seeds: aug.draw_distortion(seeds, p))
+    draws = [run(seed) for seed in range(400)]
+    b = np.array([d["brightness"] for d in draws])
+    c_before, c_after = np.array([d["contrast_before"] for d in draws]), np.array([d["contrast_after"] for d in draws])
+    s, h = np.array([d["saturation"] for d in draws]), np.array([d["hue"] for d in draws])
+    assert np.all(np.abs(b) <= p.brightness_delta) and np.all(np.abs(h) <= p.hue_delta)
+    for factor in (c_before, c_after, s):
+        assert np.all((factor >= 0.5) & (factor <= 1.5))
+    assert not np.any((c_before != 1) & (c_after != 1))  # contrast happens once, before or after the HSV step
+    for on in (b != 0, (c_before != 1) | (c_after != 1), s != 1, h != 0):
+        assert 160 < on.sum() < 240  # probability 0.5
+    assert 60 < (c_before != 1).sum() < 140 and 60 < (c_after != 1).sum() < 140  # each order half the time
+    np.testing.assert_array_equal([d["hsv"] for d in draws], (s != 1) | (h != 0))
+
+
 def test_distort_color_follows_one_of_caffes_two_orders():
     rng = np.random.default_rng(4)
     image = rng.uniform(0, 255, (20, 30, 3)).astype(np.float32)
     always = aug.DistortionParams(brightness_prob=1.0, contrast_prob=1.0, saturation_prob=1.0, hue_prob=1.0)
     run = Runner(lambda seeds, x: aug.distort_color(x, seeds, always), (tf.float32, [None, None, 3]))
-    # The numbers distort_color draws for a seed, drawn again in the same order.
-    draws = Runner(lambda seeds: [seeds.bernoulli(0.5)] + [seeds.uniform() for _ in range(8)])
+    # The numbers distort_color draws for a seed, drawn again.
+    draws = Runner(lambda seeds: aug.draw_distortion(seeds, always))
     orders = set()
-    p = always
     for seed in range(40):
         out = run(seed, image)
-        contrast_first, _, ub, _, uc, _, us, _, uh = draws(seed)
-        order = "bcsh" if contrast_first else "bshc"
+        d = draws(seed)
+        order = "bcsh" if d["contrast_after"] == 1.0 else "bshc"
         orders.add(order)
-        expected = np_distort(image, order, b=-p.brightness_delta + 2 * p.brightness_delta * ub,
-                              c=p.contrast_lower + (p.contrast_upper - p.contrast_lower) * uc,
-                              s=p.saturation_lower + (p.saturation_upper - p.saturation_lower) * us,
-                              h=-p.hue_delta + 2 * p.hue_delta * uh)
+        contrast = d["contrast_before"] if order == "bcsh" else d["contrast_after"]
+        expected = np_distort(image, order, b=d["brightness"], c=contrast, s=d["saturation"], h=d["hue"])
         np.testing.assert_allclose(out, expected, atol=0.1)
     assert orders == {"bcsh", "bshc"}
 
@@ -217,11 +224,11 @@ def test_distort_color_saturation_without_hue():
     image = np.random.default_rng(9).uniform(0, 255, (20, 30, 3)).astype(np.float32)
     params = aug.DistortionParams(brightness_prob=0.0, contrast_prob=0.0, saturation_prob=1.0, hue_prob=0.0)
     run = Runner(lambda seeds, x: aug.distort_color(x, seeds, params), (tf.float32, [None, None, 3]))
-    draws = Runner(lambda seeds: [seeds.bernoulli(0.5)] + [seeds.uniform() for _ in range(8)])
+    draws = Runner(lambda seeds: aug.draw_distortion(seeds, params))
     for seed in range(5):
-        us = draws(seed)[6]
-        factor = params.saturation_lower + (params.saturation_upper - params.saturation_lower) * us
-        np.testing.assert_allclose(run(seed, image), np_distort(image, "bcsh", s=factor), atol=0.05)
+        d = draws(seed)
+        assert d["brightness"] == 0 and d["hue"] == 0 and d["contrast_before"] == d["contrast_after"] == 1
+        np.testing.assert_allclose(run(seed, image), np_distort(image, "bcsh", s=d["saturation"]), atol=0.05)
 
 
 def test_distort_color_keeps_pixel_range_and_varies():
