@@ -12,6 +12,7 @@ import argparse
 import os
 import pathlib
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -27,8 +28,13 @@ def main(argv=None):
     out = pathlib.Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     net, convs = caffe_writer.vgg_ssd_net(args.model_name)
-    prototxt, caffemodel = caffe_writer.write_model(out, "model", net, caffe_writer.vgg_ssd_weights(convs, args.seed))
-    os.replace(prototxt, out / "deploy.prototxt")
+    # Written in a temporary folder beside the outputs and renamed: a stopped run leaves no half-written model.
+    with tempfile.TemporaryDirectory(dir=out, prefix=".make_caffe_vgg_ssd.") as tmp:
+        prototxt, written = caffe_writer.write_model(pathlib.Path(tmp), "model", net,
+                                                     caffe_writer.vgg_ssd_weights(convs, args.seed))
+        caffemodel = out / "model.caffemodel"
+        os.replace(written, caffemodel)
+        os.replace(prototxt, out / "deploy.prototxt")
     import caffe_to_tensorflow
     caffe_to_tensorflow.main([f"--model_name={args.model_name}", "--num_classes=21", f"--caffemodel_path={caffemodel}",
                               f"--prototxt_path={out / 'deploy.prototxt'}", f"--output_dir={out / 'checkpoint'}"])

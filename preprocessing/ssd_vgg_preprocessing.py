@@ -66,8 +66,9 @@ def _geometry(crop, canvas, offset, size, out):
     return (w0, w1), (o0, o1), ok, tf.where(ok, eff_scale, scale), tf.where(ok, f(o0) - f(w0) * eff_scale, shift)
 
 
-# Scalars the training transform draws: expand (3), choice of sample (1), flip (1), interpolation (1).
-_NUM_SCALARS = 6
+# Scalars the training transform draws: expand (4: whether, ratio, two offsets), choice of sample (1),
+# flip (1), interpolation (1).
+_NUM_SCALARS = 7
 
 
 def _train_from_window_loader(load_window, size, labels, boxes, difficult, out_shape, mean_rgb, seed,

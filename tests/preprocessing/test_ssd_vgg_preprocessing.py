@@ -188,3 +188,25 @@ def test_factory():
         prep.preprocess_encoded_for_train
     with pytest.raises(ValueError):
         preprocessing_factory.get_preprocessing("resnet")
+
+
+def test_training_transform_draws_its_scalars_in_one_op(monkeypatch):
+    """The transform's scalar draws come from SeedStream's pool, sized to use it up exactly: one random op
+    for all of them (a per-image pipeline is dominated by small ops), and none drawn one by one."""
+    streams = []
+
+    class Recording(aug.SeedStream):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            streams.append(self)
+
+        def uniform(self, shape=(), minval=0.0, maxval=1.0):
+            if not tuple(shape):
+                assert self._scalars, "a scalar drawn on its own: raise _NUM_SCALARS"
+            return super().uniform(shape, minval, maxval)
+
+    monkeypatch.setattr(aug, "SeedStream", Recording)
+    image, boxes, labels, difficult = scene()
+    with tf.Graph().as_default():
+        prep.preprocess_for_train(image, labels, boxes, difficult, (300, 300), seed=3)
+    assert len(streams) == 1 and streams[0]._scalars == []
