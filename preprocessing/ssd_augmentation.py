@@ -316,9 +316,25 @@ def flip_boxes(boxes):
 
 
 # Caffe's interp_mode list of the SSD prototxts: LINEAR, AREA, NEAREST, CUBIC, LANCZOS4. TensorFlow has no
-# Lanczos-4; Lanczos-3 stands in for it.
+# Lanczos-4; Lanczos-3 stands in for it. NEAREST is OpenCV's (resize_nearest_opencv), exactly.
 INTERPOLATIONS = ("bilinear", "area", "nearest", "bicubic", "lanczos3")
 _CONVEX_INTERPOLATIONS = ("bilinear", "area", "nearest")  # outputs are weighted means of inputs
+
+
+def resize_nearest_opencv(image, size):
+    """[H, W, C] -> [size[0], size[1], C] (same dtype) as OpenCV's INTER_NEAREST, which Caffe's NEAREST is:
+    output pixel (y, x) takes source pixel (floor(y * H / h), floor(x * W / w)), clamped (no half-pixel
+    offset, unlike tf.image.resize's nearest; in float64, as OpenCV computes it). Two gathers: whole rows,
+    then pixels; 2-3x faster than TensorFlow's nearest kernel here."""
+    shape = tf.shape(image)
+
+    def source(out_size, in_size):
+        scale = tf.cast(in_size, tf.float64) / tf.cast(out_size, tf.float64)
+        index = tf.cast(tf.floor(tf.cast(tf.range(out_size), tf.float64) * scale), tf.int32)
+        return tf.minimum(index, in_size - 1)
+
+    rows = tf.gather(image, source(size[0], shape[0]))
+    return tf.gather(rows, source(size[1], shape[1]), axis=1)
 
 
 def random_resize(image, size, seeds, methods=INTERPOLATIONS):
@@ -331,6 +347,8 @@ def random_resize(image, size, seeds, methods=INTERPOLATIONS):
 
     def branch(method):
         def resize():
+            if method == "nearest":
+                return tf.cast(resize_nearest_opencv(image, size), tf.float32)
             out = tf.cast(tf.image.resize(image, size, method=method), tf.float32)
             return out if method in _CONVEX_INTERPOLATIONS else _clip(out)
         return resize

@@ -262,6 +262,7 @@ def test_random_resize_uses_every_caffe_interpolation():
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
         references = sess.run([tf.clip_by_value(tf.cast(tf.image.resize(image, [20, 30], method=m), tf.float32),
                                                 0.0, 255.0) for m in aug.INTERPOLATIONS])
+    references[aug.INTERPOLATIONS.index("nearest")] = cv2.resize(image, (30, 20), interpolation=cv2.INTER_NEAREST)
     used = set()
     for seed in range(60):
         out = run(seed, image)
@@ -270,3 +271,13 @@ def test_random_resize_uses_every_caffe_interpolation():
         assert matches
         used.update(matches)
     assert used == set(range(len(aug.INTERPOLATIONS)))
+
+
+@pytest.mark.parametrize("out_size", [(20, 30), (37, 53), (74, 100), (13, 160), (300, 300), (1, 1)])
+def test_nearest_is_opencvs_inter_nearest_exactly(out_size):
+    """Caffe's NEAREST is OpenCV's INTER_NEAREST (floor(x * W / w), no half-pixel offset): bit for bit, down,
+    up and mixed."""
+    image = np.random.default_rng(11).integers(0, 256, (37, 53, 3)).astype(np.uint8)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        out = sess.run(aug.resize_nearest_opencv(tf.constant(image), tf.constant(out_size)))
+    np.testing.assert_array_equal(out, cv2.resize(image, out_size[::-1], interpolation=cv2.INTER_NEAREST))
