@@ -161,10 +161,10 @@ def apply_distortion(image, d):
     HSV round trip), taken only when either happens. (The branch also keeps XLA from fusing the HSV
     arithmetic with its producers, which it would recompute per use.)
     """
-    image = _clip(_clip(image + d["brightness"]) * d["contrast_before"])
+    image = adjust_contrast(adjust_brightness(image, d["brightness"]), d["contrast_before"])
     image = tf.cond(d["hsv"], lambda: _clip(adjust_saturation_hue(image, d["saturation"], d["hue"])),
                     lambda: image)
-    return _clip(image * d["contrast_after"])
+    return adjust_contrast(image, d["contrast_after"])
 
 
 def distort_color(image, seeds, params=DistortionParams()):
