@@ -118,17 +118,19 @@ def _finish_canvas(image, content, flip, mean_rgb, distortion):
 
     XLA fuses these ~60 elementwise steps into a few loops over the canvas, 2-3x cheaper than running
     them as TensorFlow kernels, and the fixed shape means one compilation per network input size. The flip
-    comes first, on the input, where XLA reads it as an index change.
+    comes first, on the input, where XLA reads it as an index change. The last step (mean, mask) runs on
+    the [H, W * 3] view: on [H, W, 3] XLA's loop over the 3 channels innermost is not vectorised.
     """
-    width = tf.shape(image)[1]
+    height, width = image.shape[0], image.shape[1]
     image = tf.where(flip, tf.reverse(image, axis=[1]), image)
     x0, x1 = tf.where(flip, width - content[3], content[2]), tf.where(flip, width - content[2], content[3])
     if distortion is not None:
         image = aug.apply_distortion(image, distortion)
-    rows = tf.range(tf.shape(image)[0])[:, None, None]
-    cols = tf.range(width)[None, :, None]
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width * 3)[None, :] // 3  # the pixel column of each value of a row
     inside = (rows >= content[0]) & (rows < content[1]) & (cols >= x0) & (cols < x1)
-    return tf.where(inside, image - mean_rgb, 0.0)
+    wide = tf.where(inside, tf.reshape(image, [height, width * 3]) - tf.tile(mean_rgb, [width])[None, :], 0.0)
+    return tf.reshape(wide, [height, width, 3])
 
 
 _TRAIN_DEFAULTS = dict(samplers=aug.SSD_BATCH_SAMPLERS, expand_prob=0.5, max_expand_ratio=4.0, flip_prob=0.5,
