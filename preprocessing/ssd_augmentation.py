@@ -58,6 +58,30 @@ class SeedStream:
     def bernoulli(self, prob):
         return self.uniform() < prob
 
+    def take(self, n):
+        """The next n scalars of the pool as a float32 [n] tensor, handed to a PresetStream."""
+        if len(self._scalars) < n:
+            raise ValueError(f"{n} scalars wanted, {len(self._scalars)} left in the pool")
+        taken, self._scalars = self._scalars[:n], self._scalars[n:]
+        return tf.stack(taken)
+
+
+class PresetStream(SeedStream):
+    """A SeedStream serving numbers drawn beforehand: `scalars` float32 [K] for the scalar draws (e.g.
+    SeedStream.take), `arrays` the other draws in the order they are made. It lets a transform run inside
+    an XLA-compiled function while the random ops run outside it, so the numbers are the SeedStream's, bit
+    for bit. Drawing more than was preset, or a different shape, is an error when the graph is built."""
+
+    def __init__(self, scalars, arrays=()):
+        # No base seed and no call to SeedStream.__init__: every number is preset.
+        self._scalars = list(tf.unstack(scalars))
+        self._arrays = list(arrays)
+
+    def _draw(self, shape):
+        if not self._arrays or tuple(self._arrays[0].shape) != tuple(shape):
+            raise ValueError(f"PresetStream: no preset draw of shape {tuple(shape)} left")
+        return self._arrays.pop(0)
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Photometric distortion (Caffe DistortImage). Caffe works on uint8 images, so every step saturates to
@@ -240,7 +264,12 @@ SSD_BATCH_SAMPLERS = (
 )
 
 
-def generate_samples(boxes, seeds, samplers=SSD_BATCH_SAMPLERS):
+def sampler_draw_shape(samplers=SSD_BATCH_SAMPLERS):
+    """The shape of generate_samples' one draw: (4, samplers, trials) for scale, ratio, x and y."""
+    return (4, len(samplers), max(s.max_trials for s in samplers))
+
+
+def generate_samples(boxes, seeds, samplers=SSD_BATCH_SAMPLERS, valid=None):
     """One candidate crop per sampler, as Caffe's GenerateSamples with max_sample 1.
 
     Each sampler draws up to max_trials crops (SampleBBox: scale ~ U(min, max); aspect ratio ~
@@ -248,17 +277,18 @@ def generate_samples(boxes, seeds, samplers=SSD_BATCH_SAMPLERS):
     offsets ~ U(0, 1 - w), U(0, 1 - h)) and keeps the first that satisfies its constraint. All trials are
     drawn at once, which is the same distribution as drawing them one by one.
 
-    Args: boxes float32 [G, 4] relative to the (expanded) image.
+    Args: boxes float32 [G, 4] relative to the (expanded) image; valid: None, or bool [G] marking the real
+      boxes among padding (a padding box satisfies no constraint).
     Returns: crops float32 [S, 4] and found bool [S] (crops[i] is meaningful where found[i]).
     """
-    num_trials = max(s.max_trials for s in samplers)
+    _, _, num_trials = sampler_draw_shape(samplers)
 
     def column(values):
         return tf.constant([[float(v)] for v in values], tf.float32)  # [S, 1]
 
     min_s = column(s.min_scale for s in samplers)
     max_s = column(s.max_scale for s in samplers)
-    u_scale, u_ratio, u_x, u_y = tf.unstack(seeds.uniform((4, len(samplers), num_trials)))
+    u_scale, u_ratio, u_x, u_y = tf.unstack(seeds.uniform(sampler_draw_shape(samplers)))
     scale = min_s + u_scale * (max_s - min_s)
     min_ar = tf.maximum(column(s.min_aspect_ratio for s in samplers), scale ** 2)
     max_ar = tf.minimum(column(s.max_aspect_ratio for s in samplers), 1.0 / scale ** 2)
@@ -272,7 +302,8 @@ def generate_samples(boxes, seeds, samplers=SSD_BATCH_SAMPLERS):
     iou = tf.reshape(iou_matrix(tf.reshape(crops, [-1, 4]), boxes), [len(samplers), num_trials, -1])
     lo = column(-1.0 if s.min_jaccard_overlap is None else s.min_jaccard_overlap for s in samplers)
     hi = column(2.0 if s.max_jaccard_overlap is None else s.max_jaccard_overlap for s in samplers)
-    some_box = tf.reduce_any((iou >= lo[..., None]) & (iou <= hi[..., None]), axis=-1)  # [S, T]
+    hit = (iou >= lo[..., None]) & (iou <= hi[..., None])
+    some_box = tf.reduce_any(hit if valid is None else hit & valid, axis=-1)  # [S, T]
     constrained = tf.constant([[s.constrained] for s in samplers])
     in_trials = tf.range(num_trials)[None, :] < tf.constant([[s.max_trials] for s in samplers])
     ok = (some_box | ~constrained) & in_trials
@@ -300,13 +331,23 @@ def crop_boxes(boxes, *others):
     left without area (ProjectBBox). `others` ([G] tensors: labels, difficult flags) are filtered alike.
     Returns (boxes, *others).
     """
+    return gather_kept(*crop_boxes_mask(boxes), *others)
+
+
+def crop_boxes_mask(boxes):
+    """crop_boxes without the filtering (static shapes, for XLA): (clipped boxes [G, 4], keep bool [G])."""
     low, high = tf.split(boxes, 2, axis=1)  # [G, 2] each: (ymin, xmin), (ymax, xmax)
     twice_centre = low + high
     clipped = tf.clip_by_value(boxes, 0.0, 1.0)
     clipped_low, clipped_high = tf.split(clipped, 2, axis=1)
     keep = tf.reduce_all((twice_centre >= 0.0) & (twice_centre <= 2.0) & (clipped_high > clipped_low), axis=1)
+    return clipped, keep
+
+
+def gather_kept(boxes, keep, *others):
+    """The rows of boxes and of each of `others` where keep ([G] bool) is true, in order."""
     index = tf.reshape(tf.where(keep), [-1])  # once for all of them (boolean_mask would redo it per tensor)
-    return tuple(tf.gather(t, index) for t in (clipped,) + others)
+    return tuple(tf.gather(t, index) for t in (boxes,) + others)
 
 
 def flip_boxes(boxes):

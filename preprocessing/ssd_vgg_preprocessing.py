@@ -67,24 +67,40 @@ def _geometry(crop, canvas, offset, size, out):
 
 
 # Scalars the training transform draws: expand (4: whether, ratio, two offsets), choice of sample (1),
-# flip (1), interpolation (1).
-_NUM_SCALARS = 7
+# flip (1) in the geometry; interpolation (1) after it.
+_GEOMETRY_SCALARS = 6
+_NUM_SCALARS = _GEOMETRY_SCALARS + 1
+# The geometry runs on the boxes padded to one of these counts (static shapes for XLA: one compilation
+# per count used); larger counts are padded to a multiple of the last.
+_BOX_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024)
 
 
-def _train_from_window_loader(load_window, size, labels, boxes, difficult, out_shape, mean_rgb, seed,
-                              samplers, expand_prob, max_expand_ratio, flip_prob, distortion, interpolations):
-    """The training transform, given the image size int32 [2] and load_window(offset [2], size [2]) ->
-    uint8 [h, w, 3] pixels of the image."""
-    out_h, out_w = int(out_shape[0]), int(out_shape[1])
-    out = tf.constant([out_h, out_w], tf.float32)
-    seeds = aug.SeedStream(seed, num_scalars=_NUM_SCALARS)
-    boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
-    size = tf.cast(size, tf.int32)
+def _padded_count(num_boxes):
+    last = _BOX_BUCKETS[-1]
+    count = (num_boxes + last - 1) // last * last
+    for bucket in reversed(_BOX_BUCKETS):
+        count = tf.where(num_boxes <= bucket, bucket, count)
+    return count
 
-    # Geometry, on boxes and sizes only.
+
+@tf.function(jit_compile=True, autograph=False)
+def _draw_geometry(boxes, valid, size, scalars, sampler_uniforms, samplers, expand_prob, max_expand_ratio,
+                   flip_prob, out_shape):
+    """The geometry of the training transform, on the boxes and the image size only, as one XLA-compiled
+    function (it is a few hundred scalar-sized steps, which as TensorFlow kernels cost more in dispatch
+    than in arithmetic). Its random numbers are drawn outside, by the caller's SeedStream.
+
+    boxes float32 [M, 4] padded, valid bool [M] (the real ones), size int32 [2] the image size; scalars
+    float32 [_GEOMETRY_SCALARS] and sampler_uniforms (aug.sampler_draw_shape) the numbers; the rest Python
+    values. Returns int32 (w0, w1) the image pixels to load and (o0, o1) the output pixels they fill, bool
+    ok (some pixel is visible), float32 [M, 4] the boxes mapped into the output (clipped, flipped), bool
+    [M] those kept (valid, centre in the crop, positive area), and bool flip.
+    """
+    seeds = aug.PresetStream(scalars, [sampler_uniforms])
+    out = tf.constant(out_shape, tf.float32)
     canvas, offset = aug.sample_expand(size, seeds, max_expand_ratio, expand_prob)
     canvas_boxes = aug.boxes_to_canvas(boxes, size, canvas, offset)
-    crops, found = aug.generate_samples(canvas_boxes, seeds, samplers)
+    crops, found = aug.generate_samples(canvas_boxes, seeds, samplers, valid=valid)
     crop = aug.choose_sample(crops, found, seeds)
     flip = seeds.bernoulli(flip_prob)
     (w0, w1), (o0, o1), ok, scale, shift = _geometry(crop, canvas, offset, size, out)
@@ -92,8 +108,37 @@ def _train_from_window_loader(load_window, size, labels, boxes, difficult, out_s
     # Boxes follow the (rounded) pixel transform.
     scale = tf.tile(scale * tf.cast(size, tf.float32) / out, [2])
     shift = tf.tile(shift / out, [2])
-    out_boxes, labels, difficult = aug.crop_boxes(boxes * scale + shift, labels, difficult)
-    out_boxes = tf.where(flip, aug.flip_boxes(out_boxes), out_boxes)
+    mapped, keep = aug.crop_boxes_mask(boxes * scale + shift)
+    mapped = tf.where(flip, aug.flip_boxes(mapped), mapped)
+    return w0, w1, o0, o1, ok, mapped, keep & valid, flip
+
+
+def _train_geometry(boxes, labels, difficult, size, seeds, samplers, expand_prob, max_expand_ratio, flip_prob,
+                    out_shape):
+    """_draw_geometry on boxes float32 [G, 4] (padded to a bucketed count here), with the numbers of
+    `seeds`. Returns int32 (w0, w1), (o0, o1), bool ok and flip, and the kept boxes, labels, difficult."""
+    num_boxes = tf.shape(boxes)[0]
+    padded = tf.pad(boxes, [[0, _padded_count(num_boxes) - num_boxes], [0, 0]])
+    valid = tf.range(tf.shape(padded)[0]) < num_boxes
+    scalars = seeds.take(_GEOMETRY_SCALARS)
+    sampler_uniforms = seeds.uniform(aug.sampler_draw_shape(samplers))
+    w0, w1, o0, o1, ok, mapped, keep, flip = _draw_geometry(
+        padded, valid, size, scalars, sampler_uniforms, tuple(samplers), float(expand_prob),
+        float(max_expand_ratio), float(flip_prob), tuple(out_shape))
+    return (w0, w1), (o0, o1), ok, flip, *aug.gather_kept(mapped, keep, labels, difficult)
+
+
+def _train_from_window_loader(load_window, size, labels, boxes, difficult, out_shape, mean_rgb, seed,
+                              samplers, expand_prob, max_expand_ratio, flip_prob, distortion, interpolations):
+    """The training transform, given the image size int32 [2] and load_window(offset [2], size [2]) ->
+    uint8 [h, w, 3] pixels of the image."""
+    out_h, out_w = int(out_shape[0]), int(out_shape[1])
+    seeds = aug.SeedStream(seed, num_scalars=_NUM_SCALARS)
+    boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+    size = tf.cast(size, tf.int32)
+
+    (w0, w1), (o0, o1), ok, flip, out_boxes, labels, difficult = _train_geometry(
+        boxes, labels, difficult, size, seeds, samplers, expand_prob, max_expand_ratio, flip_prob, (out_h, out_w))
 
     # Pixels: only the visible window, resized to its place on the output canvas (zero elsewhere), then
     # flipped, distorted, mean-subtracted and masked in one XLA-compiled pass (_finish_canvas).

@@ -210,3 +210,63 @@ def test_training_transform_draws_its_scalars_in_one_op(monkeypatch):
     with tf.Graph().as_default():
         prep.preprocess_for_train(image, labels, boxes, difficult, (300, 300), seed=3)
     assert len(streams) == 1 and streams[0]._scalars == []
+
+
+def _unpadded_geometry(seeds, size, boxes, labels):
+    """The transform's geometry written out on the boxes as given (no padding, no XLA): the reference for
+    the padded, compiled _draw_geometry."""
+    canvas, offset = aug.sample_expand(size, seeds)
+    crops, found = aug.generate_samples(aug.boxes_to_canvas(boxes, size, canvas, offset), seeds)
+    crop = aug.choose_sample(crops, found, seeds)
+    flip = seeds.bernoulli(0.5)
+    window, content, ok, scale, shift = prep._geometry(crop, canvas, offset, size, tf.constant([300.0, 300.0]))
+    scale = tf.tile(scale * tf.cast(size, tf.float32) / 300.0, [2])
+    out_boxes, out_labels = aug.crop_boxes(boxes * scale + tf.tile(shift / 300.0, [2]), labels)
+    return window, content, ok, flip, tf.where(flip, aug.flip_boxes(out_boxes), out_boxes), out_labels
+
+
+@pytest.mark.parametrize("num_boxes", [0, 1, 8, 9, 70])
+def test_padded_compiled_geometry_equals_the_plain_one(num_boxes):
+    """Across box-count buckets (8 | 9, 64 | 70) and without boxes, the training transform's geometry
+    (pixel window, its place in the output, flip, boxes, labels) equals the same steps run on the unpadded
+    boxes as plain TensorFlow ops, with the same draws."""
+    rng = np.random.default_rng(num_boxes)
+    low = rng.uniform(0, 0.8, (num_boxes, 2))
+    boxes = np.concatenate([low, low + rng.uniform(0.01, 0.2, (num_boxes, 2))], axis=1).astype(np.float32)
+    labels = rng.integers(1, 21, num_boxes)
+    with tf.Graph().as_default():
+        seed = tf.compat.v1.placeholder(tf.int64, [])
+        size = tf.constant([H, W], tf.int32)
+
+        def stream():
+            return aug.SeedStream(tf.stack([seed, tf.constant(3, tf.int64)]), num_scalars=prep._NUM_SCALARS)
+
+        reference = _unpadded_geometry(stream(), size, tf.constant(boxes.reshape(-1, 4)), tf.constant(labels))
+        window, content, ok, flip, out_boxes, out_labels, _ = prep._train_geometry(
+            tf.constant(boxes.reshape(-1, 4)), tf.constant(labels), tf.constant(labels * 0), size, stream(),
+            aug.SSD_BATCH_SAMPLERS, 0.5, 4.0, 0.5, (300, 300))
+        with tf.compat.v1.Session() as sess:
+            kept = 0
+            for s in range(30):
+                ref, got = sess.run([reference, (window, content, ok, flip, out_boxes, out_labels)], {seed: s})
+                for name, a, b in zip(("window", "content", "ok", "flip"), ref[:4], got[:4]):
+                    np.testing.assert_array_equal(b, a, err_msg=f"{name}, seed {s}")
+                assert got[5].tolist() == ref[5].tolist(), f"seed {s}"
+                np.testing.assert_allclose(got[4], ref[4], atol=1e-6, err_msg=f"seed {s}")
+                kept += len(got[5])
+    assert kept > 0 or num_boxes == 0
+
+
+def test_preset_stream_serves_the_numbers_it_was_given():
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        seeds = aug.SeedStream(5, num_scalars=3)
+        taken = seeds.take(2)
+        array = seeds.uniform((2, 3))
+        preset = aug.PresetStream(taken, [array])
+        got = sess.run([taken, array, preset.uniform(), preset.uniform((), 2.0, 4.0), preset.uniform((2, 3))])
+        assert got[2] == got[0][0] and got[3] == pytest.approx(2.0 + 2.0 * got[0][1])
+        np.testing.assert_array_equal(got[4], got[1])
+        with pytest.raises(ValueError, match="no preset draw"):
+            preset.uniform()  # both scalars used
+        with pytest.raises(ValueError, match="left in the pool"):
+            seeds.take(2)  # one scalar left
