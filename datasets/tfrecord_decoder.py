@@ -38,14 +38,14 @@ _HEADER_FEATURES = {
     HEIGHT: tf.io.FixedLenFeature([], tf.int64),
     WIDTH: tf.io.FixedLenFeature([], tf.int64),
     CHANNELS: tf.io.FixedLenFeature([], tf.int64, default_value=3),
-    XMIN: tf.io.VarLenFeature(tf.float32),
-    YMIN: tf.io.VarLenFeature(tf.float32),
-    XMAX: tf.io.VarLenFeature(tf.float32),
-    YMAX: tf.io.VarLenFeature(tf.float32),
-    LABEL: tf.io.VarLenFeature(tf.int64),
-    LABEL_TEXT: tf.io.VarLenFeature(tf.string),
-    DIFFICULT: tf.io.VarLenFeature(tf.int64),
-    TRUNCATED: tf.io.VarLenFeature(tf.int64),
+    XMIN: tf.io.RaggedFeature(tf.float32),
+    YMIN: tf.io.RaggedFeature(tf.float32),
+    XMAX: tf.io.RaggedFeature(tf.float32),
+    YMAX: tf.io.RaggedFeature(tf.float32),
+    LABEL: tf.io.RaggedFeature(tf.int64),
+    LABEL_TEXT: tf.io.RaggedFeature(tf.string),
+    DIFFICULT: tf.io.RaggedFeature(tf.int64),
+    TRUNCATED: tf.io.RaggedFeature(tf.int64),
 }
 FEATURES = dict(_HEADER_FEATURES, **{ENCODED: tf.io.FixedLenFeature([], tf.string)})
 
@@ -64,21 +64,18 @@ def decode_image(encoded):
     return image
 
 
-def _dense(sparse, default):
-    return tf.sparse.to_dense(sparse, default_value=default)
-
-
 def _ground_truth(parsed):
-    boxes = tf.stack([_dense(parsed[YMIN], 0.0), _dense(parsed[XMIN], 0.0),
-                      _dense(parsed[YMAX], 0.0), _dense(parsed[XMAX], 0.0)], axis=1)
+    # RaggedFeature without partitions parses a variable-length list straight to a dense [G] tensor: no
+    # SparseTensor and no SparseToDense per field, as VarLenFeature would need.
+    boxes = tf.stack([parsed[YMIN], parsed[XMIN], parsed[YMAX], parsed[XMAX]], axis=1)
     return {
         "shape": tf.cast(tf.stack([parsed[HEIGHT], parsed[WIDTH], 3]), tf.int32),
         "filename": parsed[FILENAME],
         "boxes": tf.reshape(boxes, [-1, 4]),
-        "labels": _dense(parsed[LABEL], 0),
-        "label_text": _dense(parsed[LABEL_TEXT], ""),
-        "difficult": _dense(parsed[DIFFICULT], 0),
-        "truncated": _dense(parsed[TRUNCATED], 0),
+        "labels": parsed[LABEL],
+        "label_text": parsed[LABEL_TEXT],
+        "difficult": parsed[DIFFICULT],
+        "truncated": parsed[TRUNCATED],
     }
 
 
