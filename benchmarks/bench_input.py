@@ -4,7 +4,9 @@ Writes a few hundred synthetic VOC-like records (500x375 JPEG of about 90 KB, qu
 a temporary directory, then times the full pipeline: read, parse, decode, Caffe SSD augmentation, anchor
 target encoding, batching. With --stages it also times the pipeline cut after each stage, to show where
 the time goes. Input must keep up with training: the goal is >= 400 images/s for SSD-300 on 2 cores.
-The machine's load average is printed: other processes take cores from the pipeline.
+The machine's load average is printed: other processes take cores from the pipeline. On a virtual machine
+the share of CPU time the hypervisor stole during the timed run is printed too (Linux's /proc/stat steal):
+when the host is busy, the same code runs 10-30% slower.
 
     python benchmarks/bench_input.py [--model_name=ssd_300_vgg] [--batch_size=32] [--num_batches=40] [--stages]
 """
@@ -108,6 +110,17 @@ def stage_datasets(files, model, batch_size, dct_method):
     return {name: (lambda fn=fn: pipeline(fn)) for name, fn in stages.items()}
 
 
+def _cpu_ticks():
+    """(steal, total) jiffies of all CPUs from /proc/stat, or None where there is no such file."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user and nice]
+    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+
 def time_dataset(dataset, batch_size, num_batches, warmup):
     with tf.Graph().as_default():
         batch = tf.compat.v1.data.make_one_shot_iterator(dataset()).get_next()
@@ -116,12 +129,15 @@ def time_dataset(dataset, batch_size, num_batches, warmup):
         with tf.compat.v1.Session() as sess:
             for _ in range(warmup):
                 sess.run(probe)
-            start, cpu_start = time.perf_counter(), _cpu_seconds()
+            start, cpu_start, ticks_start = time.perf_counter(), _cpu_seconds(), _cpu_ticks()
             for _ in range(num_batches):
                 sess.run(probe)
-            elapsed, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+            elapsed, cpu, ticks = time.perf_counter() - start, _cpu_seconds() - cpu_start, _cpu_ticks()
     num_images = num_batches * batch_size
-    return num_images / elapsed, 1000.0 * cpu / num_images
+    steal = None
+    if ticks and ticks_start and ticks[1] > ticks_start[1]:
+        steal = 100.0 * (ticks[0] - ticks_start[0]) / (ticks[1] - ticks_start[1])
+    return num_images / elapsed, 1000.0 * cpu / num_images, steal
 
 
 def _cpu_seconds():
@@ -152,13 +168,15 @@ def main(argv=None):
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if args.stages:
             for name, make in stage_datasets(files, model, args.batch_size, args.dct_method).items():
-                rate, cpu_ms = time_dataset(make, args.batch_size, args.num_batches, args.warmup)
+                rate, cpu_ms, _ = time_dataset(make, args.batch_size, args.num_batches, args.warmup)
                 print(f"  {name:28s} {rate:8.1f} images/s  {cpu_ms:6.2f} CPU-ms/image")
-        rate, cpu_ms = time_dataset(lambda: input_pipeline.train_dataset(files, model, args.batch_size, seed=args.seed,
+        rate, cpu_ms, steal = time_dataset(lambda: input_pipeline.train_dataset(files, model, args.batch_size, seed=args.seed,
                                                                  dct_method=args.dct_method),
                             args.batch_size, args.num_batches, args.warmup)
         print(f"full training pipeline: {rate:.1f} images/s  ({cpu_ms:.2f} CPU-ms/image: "
               f"{1000.0 * os.cpu_count() / cpu_ms:.0f} images/s if all {os.cpu_count()} cores were free)")
+        if steal is not None:
+            print(f"CPU time stolen by the hypervisor during the run: {steal:.1f}%")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
