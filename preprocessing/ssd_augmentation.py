@@ -11,7 +11,8 @@ them so that pixels are touched as late and as small as possible):
 - sample_expand: ExpandImage, the zoom-out onto a mean-filled canvas up to 4x the image;
 - generate_samples + choose_sample: GenerateBatchSamples (one candidate crop per BatchSampler, up to
   max_trials each, under the sampler's Jaccard constraint) and the uniform choice among the candidates;
-- random_resize: the WARP resize with an interpolation drawn uniformly from Caffe's interp_mode list;
+- random_resize: the WARP resize with an interpolation drawn uniformly from Caffe's interp_mode list
+  (the interpolations are in resizing.py);
 - crop_boxes / flip_boxes: the annotation transforms (emit constraint CENTER, projection, clipping).
 """
 import dataclasses
@@ -19,6 +20,8 @@ import dataclasses
 import tensorflow as tf
 
 from nets.box_coding import iou_matrix
+from preprocessing import resizing
+from preprocessing.resizing import INTERPOLATIONS
 
 
 class SeedStream:
@@ -356,42 +359,8 @@ def flip_boxes(boxes):
     return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
 
 
-# Caffe's interp_mode list of the SSD prototxts: LINEAR, AREA, NEAREST, CUBIC, LANCZOS4. TensorFlow has no
-# Lanczos-4; Lanczos-3 stands in for it. NEAREST is OpenCV's (resize_nearest_opencv), exactly.
-INTERPOLATIONS = ("bilinear", "area", "nearest", "bicubic", "lanczos3")
-_CONVEX_INTERPOLATIONS = ("bilinear", "area", "nearest")  # outputs are weighted means of inputs
-
-
-def resize_nearest_opencv(image, size):
-    """[H, W, C] -> [size[0], size[1], C] (same dtype) as OpenCV's INTER_NEAREST, which Caffe's NEAREST is:
-    output pixel (y, x) takes source pixel (floor(y * H / h), floor(x * W / w)), clamped (no half-pixel
-    offset, unlike tf.image.resize's nearest; in float64, as OpenCV computes it). Two gathers: whole rows,
-    then pixels; 2-3x faster than TensorFlow's nearest kernel here."""
-    shape = tf.shape(image)
-
-    def source(out_size, in_size):
-        scale = tf.cast(in_size, tf.float64) / tf.cast(out_size, tf.float64)
-        index = tf.cast(tf.floor(tf.cast(tf.range(out_size), tf.float64) * scale), tf.int32)
-        return tf.minimum(index, in_size - 1)
-
-    rows = tf.gather(image, source(size[0], shape[0]))
-    return tf.gather(rows, source(size[1], shape[1]), axis=1)
-
-
 def random_resize(image, size, seeds, methods=INTERPOLATIONS):
-    """[H, W, 3] in [0, 255] -> float32 [size[0], size[1], 3], interpolation drawn uniformly from `methods`.
-
-    Kernels with negative lobes (bicubic, Lanczos) overshoot; their output is saturated to [0, 255] as
-    OpenCV's resize of a uint8 image is.
-    """
+    """[H, W, 3] in [0, 255] -> float32 [size[0], size[1], 3], interpolation drawn uniformly from `methods`
+    (names of resizing.INTERPOLATIONS, Caffe's interp_mode list)."""
     index = tf.minimum(tf.cast(seeds.uniform() * len(methods), tf.int32), len(methods) - 1)
-
-    def branch(method):
-        def resize():
-            if method == "nearest":
-                return tf.cast(resize_nearest_opencv(image, size), tf.float32)
-            out = tf.cast(tf.image.resize(image, size, method=method), tf.float32)
-            return out if method in _CONVEX_INTERPOLATIONS else _clip(out)
-        return resize
-
-    return tf.switch_case(index, [branch(m) for m in methods])
+    return tf.switch_case(index, [lambda m=m: resizing.resize(image, size, m) for m in methods])

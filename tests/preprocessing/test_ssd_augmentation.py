@@ -271,13 +271,3 @@ def test_random_resize_uses_every_caffe_interpolation():
         assert matches
         used.update(matches)
     assert used == set(range(len(aug.INTERPOLATIONS)))
-
-
-@pytest.mark.parametrize("out_size", [(20, 30), (37, 53), (74, 100), (13, 160), (300, 300), (1, 1)])
-def test_nearest_is_opencvs_inter_nearest_exactly(out_size):
-    """Caffe's NEAREST is OpenCV's INTER_NEAREST (floor(x * W / w), no half-pixel offset): bit for bit, down,
-    up and mixed."""
-    image = np.random.default_rng(11).integers(0, 256, (37, 53, 3)).astype(np.uint8)
-    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        out = sess.run(aug.resize_nearest_opencv(tf.constant(image), tf.constant(out_size)))
-    np.testing.assert_array_equal(out, cv2.resize(image, out_size[::-1], interpolation=cv2.INTER_NEAREST))
