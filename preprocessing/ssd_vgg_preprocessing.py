@@ -143,8 +143,11 @@ def _train_from_window_loader(load_window, size, labels, boxes, difficult, out_s
     # Pixels: only the visible window, resized to its place on the output canvas (zero elsewhere), then
     # flipped, distorted, mean-subtracted and masked in one XLA-compiled pass (_finish_canvas).
     def canvas_image():
-        image = aug.random_resize(load_window(w0, w1 - w0), o1 - o0, seeds, interpolations)
-        return tf.pad(image, tf.concat([tf.stack([o0, tf.constant([out_h, out_w]) - o1], axis=1), [[0, 0]]], axis=0))
+        content = aug.random_resize(load_window(w0, w1 - w0), o1 - o0, seeds, interpolations)
+        # Padded on the [h, w * 3] view: TF's Pad kernel is about 3x faster on 2-D than on [h, w, 3].
+        low, high = o0 * [1, 3], (tf.constant([out_h, out_w]) - o1) * [1, 3]
+        wide = tf.pad(tf.reshape(content, tf.stack([o1[0] - o0[0], (o1[1] - o0[1]) * 3])), tf.stack([low, high], 1))
+        return tf.reshape(wide, [out_h, out_w, 3])
 
     image = tf.cond(ok, canvas_image, lambda: tf.zeros([out_h, out_w, 3], tf.float32))
     image.set_shape([out_h, out_w, 3])
