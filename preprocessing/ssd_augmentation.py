@@ -180,18 +180,23 @@ def draw_distortion(seeds, params=DistortionParams()):
                 hsv=do_s | do_h)
 
 
-def apply_distortion(image, d):
-    """float32 [..., 3] RGB in [0, 255] -> the same, distorted with the numbers d of draw_distortion.
+def apply_distortion(image, d, then=None):
+    """float32 [..., 3] RGB in [0, 255] -> the same, distorted with the numbers d of draw_distortion, then
+    passed through `then` (a per-pixel function, or None).
 
     A skipped brightness or contrast step has the neutral amount (x + 0, x * 1, exact on [0, 255]), so those
     steps need no branch; saturation and hue change different HSV components, so they are one step (one
     HSV round trip), taken only when either happens. (The branch also keeps XLA from fusing the HSV
-    arithmetic with its producers, which it would recompute per use.)
+    arithmetic with its producers, which it would recompute per use.) The steps after the branch point,
+    `then` included, are inside both branches: under XLA that saves writing the whole image once more at
+    the branch's end, and the branch without HSV is a single pass.
     """
+    then = then or (lambda x: x)
     image = adjust_contrast(adjust_brightness(image, d["brightness"]), d["contrast_before"])
-    image = tf.cond(d["hsv"], lambda: _clip(adjust_saturation_hue(image, d["saturation"], d["hue"])),
-                    lambda: image)
-    return adjust_contrast(image, d["contrast_after"])
+    return tf.cond(d["hsv"],
+                   lambda: then(adjust_contrast(_clip(adjust_saturation_hue(image, d["saturation"], d["hue"])),
+                                                d["contrast_after"])),
+                   lambda: then(adjust_contrast(image, d["contrast_after"])))
 
 
 def distort_color(image, seeds, params=DistortionParams()):

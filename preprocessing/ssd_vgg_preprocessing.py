@@ -171,14 +171,19 @@ def _finish_canvas(image, content, flip, mean_rgb, distortion):
     """
     height, width = image.shape[0], image.shape[1]
     image = tf.where(flip, tf.reverse(image, axis=[1]), image)
-    x0, x1 = tf.where(flip, width - content[3], content[2]), tf.where(flip, width - content[2], content[3])
-    if distortion is not None:
-        image = aug.apply_distortion(image, distortion)
-    rows = tf.range(height)[:, None]
-    cols = tf.range(width * 3)[None, :] // 3  # the pixel column of each value of a row
-    inside = (rows >= content[0]) & (rows < content[1]) & (cols >= x0) & (cols < x1)
-    wide = tf.where(inside, tf.reshape(image, [height, width * 3]) - tf.tile(mean_rgb, [width])[None, :], 0.0)
-    return tf.reshape(wide, [height, width, 3])
+
+    def subtract_mean_and_mask(x):
+        x0 = tf.where(flip, width - content[3], content[2])
+        x1 = tf.where(flip, width - content[2], content[3])
+        rows = tf.range(height)[:, None]
+        cols = tf.range(width * 3)[None, :] // 3  # the pixel column of each value of a row
+        inside = (rows >= content[0]) & (rows < content[1]) & (cols >= x0) & (cols < x1)
+        wide = tf.where(inside, tf.reshape(x, [height, width * 3]) - tf.tile(mean_rgb, [width])[None, :], 0.0)
+        return tf.reshape(wide, [height, width, 3])
+
+    if distortion is None:
+        return subtract_mean_and_mask(image)
+    return aug.apply_distortion(image, distortion, then=subtract_mean_and_mask)
 
 
 _TRAIN_DEFAULTS = dict(samplers=aug.SSD_BATCH_SAMPLERS, expand_prob=0.5, max_expand_ratio=4.0, flip_prob=0.5,

@@ -253,6 +253,20 @@ def test_no_distortion_when_probabilities_are_zero():
     np.testing.assert_array_equal(run(0, image), image)
 
 
+@pytest.mark.parametrize("hsv", [False, True])
+def test_apply_distortion_ends_both_branches_with_then(hsv):
+    """`then` runs after the last step whichever branch is taken: the same as applying it afterwards."""
+    image = np.random.default_rng(8).uniform(0, 255, (6, 7, 3)).astype(np.float32)
+    amounts = dict(brightness=12.0, contrast_before=1.3, saturation=0.6, hue=-9.0, contrast_after=1.0)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        d = {k: tf.constant(v) for k, v in amounts.items()}
+        d["hsv"] = tf.constant(hsv)
+        then = lambda x: x * 2.0 - 5.0  # noqa: E731
+        fused, after = sess.run([aug.apply_distortion(image, d, then=then), then(aug.apply_distortion(image, d))])
+        plain = sess.run(aug.apply_distortion(image, dict(d, hsv=tf.constant(not hsv))))
+    np.testing.assert_array_equal(fused, after)
+    assert np.abs(then(plain) - fused).max() > 1.0  # the branches differ, so each was checked
+
 # ---------------------------------------------------------------------------------------------------------
 # Random interpolation
 
