@@ -170,9 +170,11 @@ def main(argv=None):
             for name, make in stage_datasets(files, model, args.batch_size, args.dct_method).items():
                 rate, cpu_ms, _ = time_dataset(make, args.batch_size, args.num_batches, args.warmup)
                 print(f"  {name:28s} {rate:8.1f} images/s  {cpu_ms:6.2f} CPU-ms/image")
-        rate, cpu_ms, steal = time_dataset(lambda: input_pipeline.train_dataset(files, model, args.batch_size, seed=args.seed,
-                                                                 dct_method=args.dct_method),
-                            args.batch_size, args.num_batches, args.warmup)
+        def full():
+            return input_pipeline.train_dataset(files, model, args.batch_size, seed=args.seed,
+                                                dct_method=args.dct_method)
+
+        rate, cpu_ms, steal = time_dataset(full, args.batch_size, args.num_batches, args.warmup)
         print(f"full training pipeline: {rate:.1f} images/s  ({cpu_ms:.2f} CPU-ms/image: "
               f"{1000.0 * os.cpu_count() / cpu_ms:.0f} images/s if all {os.cpu_count()} cores were free)")
         if steal is not None:
