@@ -267,6 +267,7 @@ def test_apply_distortion_ends_both_branches_with_then(hsv):
     np.testing.assert_array_equal(fused, after)
     assert np.abs(then(plain) - fused).max() > 1.0  # the branches differ, so each was checked
 
+
 # ---------------------------------------------------------------------------------------------------------
 # Random interpolation
 
