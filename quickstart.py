@@ -100,7 +100,7 @@ def main(argv=None):
              [py, "train_ssd_network.py", f"--train_dir={train_dir}", f"--dataset_dir={records}",
               "--dataset_name=voc_custom", "--dataset_split_name=synthetic_train", "--model_name=ssd_300_vgg_lite",
               f"--batch_size={args.batch_size}", f"--max_number_of_steps={args.max_number_of_steps}",
-              "--optimizer=adam", "--opt_epsilon=1e-8", f"--learning_rate={args.learning_rate}",
+              "--optimizer=adam", f"--learning_rate={args.learning_rate}",
               "--learning_rate_decay_type=piecewise", "--learning_rate_decay_factor=0.1",
               f"--learning_rate_boundaries={max(1, int(args.decay_at * args.max_number_of_steps))}",
               "--weight_decay=0.0001", "--augmentation=light", "--log_every_n_steps=100",

@@ -108,7 +108,9 @@ def parse_args(argv):
     o("--adagrad_initial_accumulator_value", type=float, default=0.1, help="adagrad accumulator start")
     o("--adam_beta1", type=float, default=0.9, help="adam first-moment decay")
     o("--adam_beta2", type=float, default=0.999, help="adam second-moment decay")
-    o("--opt_epsilon", type=float, default=1.0, help="epsilon of adadelta, adam, rmsprop")
+    o("--opt_epsilon", type=float, default=None,
+      help="epsilon of adadelta, adam, rmsprop (default: the optimiser's own: adam 1e-8, adadelta 1e-6, "
+           "rmsprop 1.0 as TF-Slim)")
     o("--ftrl_learning_rate_power", type=float, default=-0.5, help="ftrl learning-rate power")
     o("--ftrl_initial_accumulator_value", type=float, default=0.1, help="ftrl accumulator start")
     o("--ftrl_l1", type=float, default=0.0, help="ftrl L1 strength")
@@ -192,6 +194,13 @@ def main(argv=None):
     except ValueError as err:
         raise ConfigError("--learning_rate_decay_type", str(err)) from None
     hyper = {k: getattr(args, k) for k in optimizers.OPTIMIZER_DEFAULTS}
+    train_log = logging.getLogger("ssd.train")
+    used = optimizers.optimizer_hyper_parameters(args.optimizer, **hyper)
+    train_log.info("optimizer %s (%s), learning rate %g (%s), weight decay %g", args.optimizer,
+                   ", ".join(f"{k} {v:g}" for k, v in used.items()) or "no hyper-parameters", args.learning_rate,
+                   args.learning_rate_decay_type, args.weight_decay)
+    for warning in optimizers.optimizer_warnings(args.optimizer, **hyper):
+        train_log.warning("%s (--opt_epsilon)", warning)
     parallel = args.num_preprocessing_threads or tf.data.AUTOTUNE
 
     augmentation = augmentation_options(args)
@@ -215,7 +224,7 @@ def main(argv=None):
         bias_learning_rate_multiplier=args.bias_learning_rate_multiplier,
         trainable_scopes=checkpoint_init.parse_scopes(args.trainable_scopes),
         num_summary_images=args.num_summary_images, seed=args.seed, debug_nan_at_step=args.debug_nan_at_step)
-    logging.getLogger("ssd.train").info(
+    train_log.info(
         "training %s on %s/%s (%d images, %d classes) in %s", args.model_name, args.dataset_name,
         args.dataset_split_name, dataset.num_samples, dataset.num_classes, args.train_dir)
     result = trainer.train(

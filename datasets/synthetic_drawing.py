@@ -92,6 +92,9 @@ def _outline(rng, shape):
         turn = rng.uniform(-20, 20)
     elif shape == "star":
         poly, turn = _star(5, rng.uniform(0.4, 0.5)), rng.uniform(0, 72)
+    elif shape == "hexagon":
+        angles = np.arange(6) * np.pi / 3
+        poly, turn = np.stack([np.cos(angles), np.sin(angles)], axis=1), rng.uniform(0, 60)
     else:
         raise ValueError(shape)
     a = np.deg2rad(turn)

@@ -20,6 +20,7 @@ same bytes; image i of a split depends only on (seed, split, i). Built in a stag
     python -m datasets.synthetic_voc --output_dir=DIR --num_train=N --num_test=M --seed=S
 """
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -34,15 +35,17 @@ from common.fileio import staging_dir
 from datasets.synthetic_drawing import coverage, hsv, texture_tiles
 from datasets.voc_xml import VOCAnnotation, VOCObject, voc_annotation_xml
 
-# name -> (shape, hue of the colour family in degrees). Adjacent families are >= 55 degrees apart.
+# name -> (shape, hue of the colour family in degrees). The quickstart's five families are >= 55 degrees
+# apart; the hexagon (cyan, for sets of other shapes than the quickstart's) sits 47 degrees from its neighbours.
 CLASS_STYLES = {
     "ellipse": ("ellipse", 0.0),      # red
     "cross": ("cross", 55.0),         # yellow
     "triangle": ("triangle", 125.0),  # green
+    "hexagon": ("hexagon", 172.0),    # cyan
     "rectangle": ("rectangle", 220.0),  # blue
     "star": ("star", 295.0),          # magenta
 }
-SYNTHETIC_CLASSES = tuple(CLASS_STYLES)
+SYNTHETIC_CLASSES = ("ellipse", "cross", "triangle", "rectangle", "star")  # the default set
 
 HUE_JITTER = 10.0             # degrees, each side
 DIFFICULT_MAX_SIZE = 16       # a visible box whose longer side is below this is difficult
@@ -223,19 +226,25 @@ def _size_range(image_size):
 
 
 def generate_synthetic_voc(output_dir, num_train=800, num_test=200, image_size=(300, 300), seed=0,
-                           class_names=SYNTHETIC_CLASSES, overwrite=False):
+                           class_names=SYNTHETIC_CLASSES, overwrite=False, names=None):
     """Writes a synthetic VOC-layout dataset into `output_dir` and returns a summary dict.
 
     image_size: (height, width), or ((hmin, hmax), (wmin, wmax)) to draw each image's size uniformly.
-    class_names: a subset of SYNTHETIC_CLASSES, in the label order written to labels.txt.
+    class_names: names from CLASS_STYLES (the drawn shapes), in the label order written to labels.txt.
+    names: the class names written to the XML files and labels.txt instead of the shape names, one per
+      entry of class_names (for example Pascal VOC names, so that the set converts with VOC's labels).
     Train ids are 000001..num_train, test ids follow. An existing dataset in `output_dir` is an error
     unless `overwrite`; it is then replaced only once the new one is complete.
     """
     class_names = tuple(class_names)
     unknown = [c for c in class_names if c not in CLASS_STYLES]
     if not class_names or unknown or len(set(class_names)) != len(class_names):
-        raise ConfigError(None, f"class_names must be distinct names from {SYNTHETIC_CLASSES}, "
+        raise ConfigError(None, f"class_names must be distinct names from {tuple(CLASS_STYLES)}, "
                                 f"got {class_names!r}")
+    names = tuple(names) if names is not None else class_names
+    if len(names) != len(class_names) or len(set(names)) != len(names) or not all(names):
+        raise ConfigError(None, f"names must be {len(class_names)} distinct names, one per class, got {names!r}")
+    written = dict(zip(class_names, names))
     if int(num_train) < 1 or int(num_test) < 0 or int(seed) < 0:
         raise ConfigError(None, "num_train must be >= 1, num_test >= 0 and seed >= 0")
     (h0, h1), (w0, w1) = _size_range(image_size)
@@ -247,7 +256,7 @@ def generate_synthetic_voc(output_dir, num_train=800, num_test=200, image_size=(
 
     start = time.perf_counter()
     tiles, noise = texture_tiles(np.random.default_rng([seed, 0]), max(h1, w1))
-    counts = {"train": dict.fromkeys(class_names, 0), "test": dict.fromkeys(class_names, 0)}
+    counts = {"train": dict.fromkeys(names, 0), "test": dict.fromkeys(names, 0)}
     truncated = difficult = 0
     with staging_dir(output_dir) as stage:
         for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
@@ -259,6 +268,7 @@ def generate_synthetic_voc(output_dir, num_train=800, num_test=200, image_size=(
                 rng = np.random.default_rng([seed, code, i])
                 height, width = int(rng.integers(h0, h1 + 1)), int(rng.integers(w0, w1 + 1))
                 image, objects = _render(rng, height, width, class_names, tiles, noise)
+                objects = tuple(dataclasses.replace(o, name=written[o.name]) for o in objects)
                 # 4:4:4 chroma keeps colour edges where the boxes say they are.
                 image.save(os.path.join(stage, "JPEGImages", image_id + ".jpg"), quality=JPEG_QUALITY,
                            subsampling=0)
@@ -275,13 +285,13 @@ def generate_synthetic_voc(output_dir, num_train=800, num_test=200, image_size=(
             with open(os.path.join(stage, "ImageSets", "Main", name + ".txt"), "w") as f:
                 f.write("".join(e + "\n" for e in entries))
         with open(os.path.join(stage, "labels.txt"), "w") as f:
-            f.write("".join(c + "\n" for c in class_names))
+            f.write("".join(c + "\n" for c in names))
         for name in existing:  # the new dataset is complete: only now let the old one go
             path = os.path.join(output_dir, name)
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     seconds = time.perf_counter() - start
     total = int(num_train) + int(num_test)
-    return {"output_dir": os.path.abspath(output_dir), "seed": int(seed), "classes": list(class_names),
+    return {"output_dir": os.path.abspath(output_dir), "seed": int(seed), "classes": list(names),
             "num_train": int(num_train), "num_test": int(num_test),
             "objects": {split: dict(c) for split, c in counts.items()},
             "num_objects": sum(sum(c.values()) for c in counts.values()),
@@ -309,12 +319,16 @@ def main(argv=None):
     parser.add_argument("--image_size", type=_parse_size, default=(300, 300),
                         help="H,W or HMIN-HMAX,WMIN-WMAX (default 300,300)")
     parser.add_argument("--classes", default=",".join(SYNTHETIC_CLASSES),
-                        help=f"comma-separated subset of {','.join(SYNTHETIC_CLASSES)}")
+                        help=f"comma-separated shapes from {','.join(CLASS_STYLES)}")
+    parser.add_argument("--names", default=None,
+                        help="comma-separated class names written instead of the shape names, one per --classes "
+                             "entry (e.g. Pascal VOC names, to convert with VOC's labels)")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --output_dir")
     args = parser.parse_args(argv)
     summary = generate_synthetic_voc(args.output_dir, args.num_train, args.num_test, args.image_size,
                                      args.seed, tuple(c for c in args.classes.split(",") if c),
-                                     overwrite=args.overwrite)
+                                     overwrite=args.overwrite,
+                                     names=args.names.split(",") if args.names else None)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -17,19 +17,24 @@ An optional linear warm-up ramps from `warmup_learning_rate` at step 0 to the sc
 Optimisers take TF-Slim's hyper-parameters by their flag names. Momentum SGD differs from Caffe's only at a
 learning-rate change: TF accumulates gradients and scales the step by the current rate, Caffe accumulates
 rate-scaled steps.
+
+The epsilon of adam, adadelta and rmsprop defaults per optimiser (`opt_epsilon=None`), not to TF-Slim's
+single 1.0: that value suits RMSProp as the Inception papers train it, but in Adam it dwarfs the
+second-moment term (sqrt(v) is about the gradient's size, often 1e-3 or less), so every step becomes about
+learning_rate x gradient: plain SGD with a tiny rate, which does not train an SSD from scratch.
 """
 import tensorflow as tf
 
 OPTIMIZERS = ("adadelta", "adagrad", "adam", "ftrl", "momentum", "sgd", "rmsprop")
 DECAY_TYPES = ("exponential", "fixed", "polynomial", "piecewise", "multistep")
 
-# TF-Slim's defaults for the optimiser flags.
+# TF-Slim's defaults for the optimiser flags, except opt_epsilon (EPSILON_DEFAULTS).
 OPTIMIZER_DEFAULTS = {
     "adadelta_rho": 0.95,
     "adagrad_initial_accumulator_value": 0.1,
     "adam_beta1": 0.9,
     "adam_beta2": 0.999,
-    "opt_epsilon": 1.0,
+    "opt_epsilon": None,
     "ftrl_learning_rate_power": -0.5,
     "ftrl_initial_accumulator_value": 0.1,
     "ftrl_l1": 0.0,
@@ -38,6 +43,46 @@ OPTIMIZER_DEFAULTS = {
     "rmsprop_momentum": 0.9,
     "rmsprop_decay": 0.9,
 }
+
+
+# opt_epsilon=None: Adam's paper (Kingma & Ba 2015), Adadelta's (Zeiler 2012), and TF-Slim's / the TF Object
+# Detection API's SSD configurations for RMSProp.
+EPSILON_DEFAULTS = {"adam": 1e-8, "adadelta": 1e-6, "rmsprop": 1.0}
+
+# The hyper-parameters each optimiser takes, by flag name.
+OPTIMIZER_ARGUMENTS = {
+    "adadelta": ("adadelta_rho", "opt_epsilon"),
+    "adagrad": ("adagrad_initial_accumulator_value",),
+    "adam": ("adam_beta1", "adam_beta2", "opt_epsilon"),
+    "ftrl": ("ftrl_learning_rate_power", "ftrl_initial_accumulator_value", "ftrl_l1", "ftrl_l2"),
+    "momentum": ("momentum",),
+    "rmsprop": ("rmsprop_decay", "rmsprop_momentum", "opt_epsilon"),
+    "sgd": (),
+}
+
+
+def optimizer_hyper_parameters(name, **hyper):
+    """{flag name: value} of the hyper-parameters optimiser `name` uses, defaults resolved (for the log)."""
+    if name not in OPTIMIZER_ARGUMENTS:
+        raise ValueError(f"Optimizer [{name}] was not recognized (one of {', '.join(OPTIMIZERS)})")
+    unknown = set(hyper) - set(OPTIMIZER_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown optimiser arguments: {', '.join(sorted(unknown))}")
+    h = dict(OPTIMIZER_DEFAULTS, **hyper)
+    if h["opt_epsilon"] is None:
+        h["opt_epsilon"] = EPSILON_DEFAULTS.get(name)
+    return {k: h[k] for k in OPTIMIZER_ARGUMENTS[name]}
+
+
+def optimizer_warnings(name, **hyper):
+    """Reasons to expect a run with these settings not to learn, as sentences (empty when none)."""
+    h = optimizer_hyper_parameters(name, **hyper)
+    eps = h.get("opt_epsilon")
+    if name in ("adam", "adadelta") and eps is not None and eps >= 1e-3:
+        return [f"{name} with epsilon {eps:g}: the epsilon dwarfs the root of the squared-gradient average, "
+                f"so each step is about learning_rate x gradient, too small to train from scratch "
+                f"({name}'s own epsilon is {EPSILON_DEFAULTS[name]:g})"]
+    return []
 
 
 def decay_steps_from_epochs(num_samples_per_epoch, batch_size, num_epochs_per_decay):
@@ -101,12 +146,10 @@ def configure_optimizer(name, learning_rate, **hyper):
 
     Args:
       name: one of OPTIMIZERS. learning_rate: float or scalar tensor.
-      hyper: any of OPTIMIZER_DEFAULTS' keys (the TF-Slim flag names); the rest take TF-Slim's defaults.
+      hyper: any of OPTIMIZER_DEFAULTS' keys (the TF-Slim flag names); the rest take TF-Slim's defaults,
+        and opt_epsilon None (or absent) the optimiser's own, EPSILON_DEFAULTS.
     """
-    unknown = set(hyper) - set(OPTIMIZER_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown optimiser arguments: {', '.join(sorted(unknown))}")
-    h = dict(OPTIMIZER_DEFAULTS, **hyper)
+    h = optimizer_hyper_parameters(name, **hyper)
     train = tf.compat.v1.train
     if name == "adadelta":
         return train.AdadeltaOptimizer(learning_rate, rho=h["adadelta_rho"], epsilon=h["opt_epsilon"])
@@ -126,6 +169,4 @@ def configure_optimizer(name, learning_rate, **hyper):
     if name == "rmsprop":
         return train.RMSPropOptimizer(learning_rate, decay=h["rmsprop_decay"], momentum=h["rmsprop_momentum"],
                                       epsilon=h["opt_epsilon"])
-    if name == "sgd":
-        return train.GradientDescentOptimizer(learning_rate)
-    raise ValueError(f"Optimizer [{name}] was not recognized (one of {', '.join(OPTIMIZERS)})")
+    return train.GradientDescentOptimizer(learning_rate)

@@ -160,7 +160,7 @@ def build_train_graph(model, input_fn, learning_rate_fn, optimizer_fn, distribut
         fetches["train_op"] = strategy.group(per_replica)
         local_inputs = {k: strategy.experimental_local_results(v)[0] for k, v in batch.items()}
         summary_op = summaries.build_summaries(fetches, learning_rate, local_inputs["image"], local_inputs["boxes"],
-                                               model.mean_rgb, options.num_summary_images)
+                                               model.mean_rgb, options.num_summary_images, options.batch_size)
         optimizer_names = {variable_name(v) for v in optimizer.variables()}
         all_variables = tf.compat.v1.global_variables()
         model_variables = [v for v in all_variables
@@ -282,7 +282,7 @@ def _loop(session, tg, keeper, options, is_chief, on_step):
     writer = tf.compat.v1.summary.FileWriter(options.train_dir) if is_chief else None
     records, checkpoint = [], keeper.latest
     last_save, last_summary = time.time(), -math.inf
-    interval_start, interval_steps = time.time(), 0
+    interval_start, interval_steps, interval_positives = time.time(), 0, 0.0
     fetches = {k: v for k, v in tg.fetches.items()}
     with_summary = dict(fetches, summary=tg.summary_op)
     stopped_by = "max_number_of_steps"
@@ -302,6 +302,7 @@ def _loop(session, tg, keeper, options, is_chief, on_step):
                 step = int(values["step"])
                 _check_finite(values, step, keeper)
                 interval_steps += 1
+                interval_positives += float(values["num_positives"])
                 if want_summary:
                     writer.add_summary(values["summary"], step)
                     last_summary = now
@@ -312,12 +313,17 @@ def _loop(session, tg, keeper, options, is_chief, on_step):
                     record = {k: float(values[k]) for k in summaries.LOSS_TERMS + (
                         "num_positives", "num_negatives", "learning_rate", "grad_norm")}
                     record["step"] = step
+                    record["positives_per_image"] = interval_positives / (options.batch_size * interval_steps)
                     record["secs_per_step"] = elapsed / interval_steps
                     record["images_per_sec"] = options.batch_size * interval_steps / max(elapsed, 1e-9)
                     record["eta_secs"] = (max_steps - step) * record["secs_per_step"] if max_steps else None
                     records.append(record)
                     log.info("%s", summaries.progress_line(record, max_steps))
-                    interval_start, interval_steps = time.time(), 0
+                    if not interval_positives:
+                        log.warning("no positive anchors in steps %d-%d: no ground-truth box matched an anchor, so "
+                                    "nothing is learnt but background (check the records' boxes, the match "
+                                    "threshold and the model's anchors)", step - interval_steps + 1, step)
+                    interval_start, interval_steps, interval_positives = time.time(), 0, 0.0
                 done = max_steps is not None and step >= max_steps
                 if is_chief and (done or time.time() - last_save >= options.save_interval_secs):
                     checkpoint = keeper.save(session, step)

@@ -215,6 +215,31 @@ def test_image_size_range(tmp_path):
         assert f.read() == "star\nellipse\n"
 
 
+def test_names_rename_the_classes_and_nothing_else(tmp_path):
+    """names= writes other class names (e.g. Pascal VOC's) for the same drawings and boxes."""
+    shapes, names = ("hexagon", "star", "ellipse"), ("dog", "cat", "bird")
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    generate_synthetic_voc(a, num_train=8, num_test=2, image_size=(160, 200), seed=3, class_names=shapes)
+    summary = generate_synthetic_voc(b, num_train=8, num_test=2, image_size=(160, 200), seed=3,
+                                     class_names=shapes, names=names)
+    assert summary["classes"] == list(names) and set(summary["objects"]["train"]) == set(names)
+    rename = dict(zip(shapes, names))
+    seen = set()
+    for (ia, ann_a), (ib, ann_b) in zip(sorted(_annotations(a).items()), sorted(_annotations(b).items())):
+        assert ia == ib and filecmp.cmp(os.path.join(a, "JPEGImages", ia + ".jpg"),
+                                        os.path.join(b, "JPEGImages", ib + ".jpg"), shallow=False)
+        assert [rename[o.name] for o in ann_a.objects] == [o.name for o in ann_b.objects]
+        assert [(o.xmin, o.ymin, o.xmax, o.ymax, o.difficult) for o in ann_a.objects] == \
+            [(o.xmin, o.ymin, o.xmax, o.ymax, o.difficult) for o in ann_b.objects]
+        seen.update(o.name for o in ann_a.objects)
+    assert "hexagon" in seen
+    with open(os.path.join(b, "labels.txt")) as f:
+        assert f.read() == "dog\ncat\nbird\n"
+    for bad in (("dog", "cat"), ("dog", "dog", "cat")):
+        with pytest.raises(ConfigError, match="names must be 3 distinct names"):
+            generate_synthetic_voc(str(tmp_path / "c"), num_train=2, num_test=1, class_names=shapes, names=bad)
+
+
 def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     out = str(tmp_path / "voc")
     calls = []

@@ -96,3 +96,51 @@ def test_optimizers_take_tf_slim_hyper_parameters():
             optimizers.configure_optimizer("lamb", 0.1)
         with pytest.raises(ValueError, match="unknown optimiser arguments"):
             optimizers.configure_optimizer("sgd", 0.1, nesterov=True)
+
+
+def test_epsilon_defaults_are_each_optimisers_own():
+    with tf.Graph().as_default():
+        assert optimizers.configure_optimizer("adam", 0.1)._epsilon == 1e-8
+        assert optimizers.configure_optimizer("adadelta", 1.0)._epsilon == 1e-6
+        assert optimizers.configure_optimizer("rmsprop", 0.1)._epsilon == 1.0  # TF-Slim's RMSProp setting
+        assert optimizers.configure_optimizer("adam", 0.1, opt_epsilon=None)._epsilon == 1e-8
+        assert optimizers.configure_optimizer("adam", 0.1, opt_epsilon=0.5)._epsilon == 0.5
+    assert optimizers.optimizer_hyper_parameters("adam") == {"adam_beta1": 0.9, "adam_beta2": 0.999,
+                                                             "opt_epsilon": 1e-8}
+    assert optimizers.optimizer_hyper_parameters("sgd", momentum=0.5) == {}
+
+
+def adam_reference(grads, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+    """Kingma & Ba's Algorithm 1 in NumPy (the "epsilon hat" form TF uses): the parameter after each step."""
+    theta, m, v, out = 0.0, 0.0, 0.0, []
+    for t, g in enumerate(grads, start=1):
+        m, v = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
+        theta -= lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t) * m / (math.sqrt(v) + eps)
+        out.append(theta)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("epsilon", [None, 1.0])
+def test_adam_steps_follow_the_algorithm_and_the_default_moves_by_the_rate(epsilon):
+    """With gradients of 1e-4 (an SSD's are of that order), Adam's own epsilon moves each weight by about the
+    learning rate per step; TF-Slim's 1.0 moves it by lr x gradient, 10,000 times less: no learning."""
+    grads, lr = [1e-4] * 5, 1e-3
+    with tf.Graph().as_default():
+        w = tf.compat.v1.get_variable("w", initializer=0.0)
+        opt = optimizers.configure_optimizer("adam", lr, opt_epsilon=epsilon)
+        step = opt.minimize(1e-4 * w)  # d loss / d w = 1e-4
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            got = []
+            for _ in grads:
+                session.run(step)
+                got.append(session.run(w))
+    want = adam_reference(grads, lr, eps=1e-8 if epsilon is None else epsilon)
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    if epsilon is None:
+        assert abs(got[-1]) == pytest.approx(5 * lr, rel=1e-2)  # epsilon hat: 0.3% of sqrt(v) at step 1
+        assert optimizers.optimizer_warnings("adam") == []
+    else:
+        assert abs(got[-1]) < 1e-3 * 5 * lr
+        (warning,) = optimizers.optimizer_warnings("adam", opt_epsilon=epsilon)
+        assert "epsilon 1" in warning and "1e-08" in warning

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from common.errors import CheckpointError, ConfigError
 from nets import model_config, nets_factory
-from tests.training.fixtures import memory_input_fn
+from tests.training.fixtures import SCENES, memory_input_fn
 from training import distribution, optimizers, trainer
 
 MODEL = "ssd_300_vgg_lite"
@@ -29,12 +29,13 @@ def build(num_classes):
     return nets_factory.build_model(config, is_training=True), config
 
 
-def run(train_dir, steps, model, config, optimizer="adam", lr=1e-3, on_step=None, warm_start=None, **options):
+def run(train_dir, steps, model, config, optimizer="adam", lr=1e-3, on_step=None, warm_start=None, scenes=SCENES,
+        **options):
     opts = trainer.TrainOptions(train_dir=str(train_dir), batch_size=BATCH, max_number_of_steps=steps,
                                 log_every_n_steps=1, save_interval_secs=1e9, save_summaries_secs=1e9,
                                 seed=7, **options)
     return trainer.train(
-        model, memory_input_fn(model, BATCH),
+        model, memory_input_fn(model, BATCH, scenes),
         lambda step: optimizers.learning_rate_schedule(step, lr, "piecewise", boundaries=(BOUNDARY,)),
         lambda rate: optimizers.configure_optimizer(optimizer, rate),
         distribution.make_distribution("mirrored", ["/cpu:0"]), opts, warm_start=warm_start,
@@ -135,3 +136,21 @@ def test_a_warm_start_that_does_not_fit_fails_before_writing_anything(reference,
     with pytest.raises(CheckpointError, match=r"conv2_1/weights .*checkpoint \[3, 3, 8, 99\], model \[3, 3, 8, 16\]"):
         run(tmp_path / "train", 2, model, config, warm_start=trainer.WarmStart(bad))
     assert not os.path.exists(tmp_path / "train")
+
+
+def test_progress_records_positives_per_image(reference):
+    _, result, _, _ = reference
+    for record in result.records:  # one record a step here (log_every_n_steps=1)
+        assert record["positives_per_image"] == pytest.approx(record["num_positives"] / BATCH)
+        assert record["num_positives"] > 0
+
+
+def test_a_run_without_positives_warns(tmp_path, caplog):
+    model, config = build(6)
+    with caplog.at_level(logging.WARNING, logger="ssd.train"):
+        result = run(tmp_path / "empty", 2, model, config, scenes=((), ()))
+    assert all(r["num_positives"] == 0 for r in result.records)
+    warnings = [r.getMessage() for r in caplog.records if "no positive anchors" in r.getMessage()]
+    assert warnings == ["no positive anchors in steps 1-1: no ground-truth box matched an anchor, so nothing is "
+                        "learnt but background (check the records' boxes, the match threshold and the model's "
+                        "anchors)", warnings[1]] and "steps 2-2" in warnings[1]
