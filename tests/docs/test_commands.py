@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 SHELL_FENCES = {"", "sh", "bash", "shell", "console", "shell-session", "zsh"}
 SEPARATORS = {"&&", "||", ";"}
+WRAPPERS = {"env", "time", "nohup", "nice", "timeout", "taskset", "numactl", "perf", "xvfb-run"}
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 FLAG = re.compile(r"^[\[(]*(--[A-Za-z0-9][A-Za-z0-9_-]*)")
 INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
@@ -47,20 +48,32 @@ def tokenize(text):
         return text.split("#", 1)[0].split()
 
 
-def starts_command(text):
-    """Whether a line or span of text begins with something this test checks."""
-    words = tokenize(text)
-    while words and ENV_ASSIGNMENT.match(words[0]):
-        words = words[1:]
-    if words and words[0] == "$":
-        words = words[1:]
-    return bool(words) and (is_python(words[0]) or is_pip(words[0]) or words[0] == "make"
-                            or is_bare_script(words))
-
-
 def is_bare_script(words):
     """`train_ssd_network.py --flag ...` without an interpreter: a command; `nets/anchors.py` alone: a path."""
     return words[0].endswith(".py") and len(words) > 1 and FLAG.match(words[1]) is not None
+
+
+def is_head(words):
+    return bool(words) and (is_python(words[0]) or is_pip(words[0]) or words[0] == "make" or is_bare_script(words))
+
+
+def command_words(words):
+    """The words from the command on: environment assignments, a `$` prompt and wrappers such as
+    `timeout 600` or `perf record -g` dropped; [] when no command this test checks follows."""
+    i = 0
+    while i < len(words) and not is_head(words[i:]):
+        if ENV_ASSIGNMENT.match(words[i]) or words[i] == "$":
+            i += 1
+        elif words[i] in WRAPPERS:
+            i = next((j for j in range(i + 1, len(words)) if is_head(words[j:])), len(words))
+        else:
+            return []
+    return words[i:]
+
+
+def starts_command(text):
+    """Whether a line or span of text begins with something this test checks."""
+    return bool(command_words(tokenize(text)))
 
 
 def join_continuations(lines):
@@ -193,8 +206,7 @@ def check_flags(root, argv, shown, flags):
 
 def check_command(root, tokens):
     """Problems of one command (a list of strings, empty when it is fine)."""
-    while tokens and (ENV_ASSIGNMENT.match(tokens[0]) or tokens[0] == "$"):
-        tokens = tokens[1:]
+    tokens = command_words(tokens)
     if not tokens:
         return []
     head, rest = tokens[0], tokens[1:]
@@ -285,6 +297,7 @@ Indented:
 
     .venv/bin/python tool.py --beta --alpha 3 --listed_only_in_the_epilog
     python missing.py --alpha
+    timeout 600 perf record -g python tool.py --alpha=1 --gamma
 
 Inline: run `python tool.py --epsilon` or `tool.py [--alpha=1 | --beta]`, or `python -m pkg.tool
 --zeta`; prose flags such as `--omega` alone are not commands, nor is a path such as `missing.py`.
@@ -316,11 +329,12 @@ def test_parser_reports_each_bad_command_of_a_sample_and_nothing_else(sample_roo
         "sample.md:9: make nothere: no such target in Makefile",
         "sample.md:18: tool.py: unknown flag --listed_only_in_the_epilog",
         "sample.md:19: missing.py: no such script",
-        "sample.md:21: tool.py: unknown flag --epsilon",
-        "sample.md:21: python -m pkg.tool: unknown flag --zeta",
+        "sample.md:20: tool.py: unknown flag --gamma",
+        "sample.md:22: tool.py: unknown flag --epsilon",
+        "sample.md:22: python -m pkg.tool: unknown flag --zeta",
     ])
-    # tool.py (fenced), make hello, make nothere, tool.py and missing.py (indented), three inline spans
-    assert count == 8
+    # tool.py (fenced), make hello, make nothere, tool.py, missing.py and tool.py (indented), three inline spans
+    assert count == 9
 
 
 def test_parser_on_the_real_scripts_rejects_a_flag_they_lack():
