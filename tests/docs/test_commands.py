@@ -121,7 +121,7 @@ def code_lines(text):
             continue
         if line.startswith("    ") or line.startswith("\t") or (block and block[-1][1].rstrip().endswith("\\")):
             block.append((number, line))
-            prose.append((number, ""))
+            prose.append((number, line))  # also a list item's indented paragraph, whose inline code counts
             continue
         flush_block()
         prose.append((number, line))
@@ -299,6 +299,10 @@ Indented:
     python missing.py --alpha
     timeout 600 perf record -g python tool.py --alpha=1 --gamma
 
+- A list item
+
+    whose indented paragraph shows `python tool.py --eta`.
+
 Inline: run `python tool.py --epsilon` or `tool.py [--alpha=1 | --beta]`, or `python -m pkg.tool
 --zeta`; prose flags such as `--omega` alone are not commands, nor is a path such as `missing.py`.
 """
@@ -330,11 +334,12 @@ def test_parser_reports_each_bad_command_of_a_sample_and_nothing_else(sample_roo
         "sample.md:18: tool.py: unknown flag --listed_only_in_the_epilog",
         "sample.md:19: missing.py: no such script",
         "sample.md:20: tool.py: unknown flag --gamma",
-        "sample.md:22: tool.py: unknown flag --epsilon",
-        "sample.md:22: python -m pkg.tool: unknown flag --zeta",
+        "sample.md:24: tool.py: unknown flag --eta",
+        "sample.md:26: tool.py: unknown flag --epsilon",
+        "sample.md:26: python -m pkg.tool: unknown flag --zeta",
     ])
-    # tool.py (fenced), make hello, make nothere, tool.py, missing.py and tool.py (indented), three inline spans
-    assert count == 9
+    # tool.py (fenced), make hello, make nothere, tool.py, missing.py and tool.py (indented), four inline spans
+    assert count == 10
 
 
 def test_parser_on_the_real_scripts_rejects_a_flag_they_lack():
