@@ -23,6 +23,7 @@ image (the detector resizes).
 import collections
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import queue
@@ -65,13 +66,16 @@ def _put(q, item, stop):
     return False
 
 
-def _decode(source, max_frames, every_n_frames, out, stop):
+def _decode(source, max_frames, every_n_frames, out, stop, busy):
     """Decoder thread: _Frame items (RGB for the frames to detect) into `out`, then _END or an _Error."""
     step = max(1, int(round(1 / (source.rate * source.time_base))))  # pts ticks per frame
     first = previous = None
     try:
-        for index, frame in enumerate(source.frames(max_frames)):
-            if stop.is_set():
+        frames = source.frames(max_frames)
+        for index in itertools.count():
+            start = time.perf_counter()
+            frame = next(frames, None)
+            if frame is None or stop.is_set():
                 break
             if frame.pts is not None and first is None:
                 first = frame.pts
@@ -80,6 +84,7 @@ def _decode(source, max_frames, every_n_frames, out, stop):
                 pts = 0 if previous is None else previous + step
             previous = pts
             rgb = frame.to_ndarray(format="rgb24") if index % every_n_frames == 0 else None
+            busy["decode"] += time.perf_counter() - start
             if not _put(out, _Frame(index, pts, frame, rgb), stop):
                 return
         _put(out, _END, stop)
@@ -90,8 +95,9 @@ def _decode(source, max_frames, every_n_frames, out, stop):
 class _Encoder(threading.Thread):
     """Drawing + encoder thread: writes each frame (annotated where it has boxes to draw) and its JSON line."""
 
-    def __init__(self, items, writer, lines, time_base, draw_threshold, progress, stop):
+    def __init__(self, items, writer, lines, time_base, draw_threshold, progress, stop, busy):
         super().__init__(daemon=True)
+        self.busy = busy
         self.items, self.writer, self.lines, self.time_base = items, writer, lines, time_base
         self.draw_threshold, self.progress, self.stop = draw_threshold, progress, stop
         self.frames = self.detected = 0
@@ -104,7 +110,9 @@ class _Encoder(threading.Thread):
                 item = self.items.get()
                 if item is _END:
                     return
+                start = time.perf_counter()
                 self._write(item)
+                self.busy["encode"] += time.perf_counter() - start
         except BaseException as err:  # noqa: B902 (raised again by the main thread)
             self.error = err
             self.stop.set()
@@ -145,7 +153,8 @@ def detect_video(detector, source, output_video=None, output_json=None, batch_si
 
     Returns a summary dict: source, frames, detected_frames, seconds, frames_per_second, draw_threshold,
     detections_per_class (detections scoring >= draw_threshold on the detected frames), output_video,
-    output_json. Raises video_io.DamagedVideoError after keeping the frames before the damage.
+    output_json, busy_seconds (decode: decoding + RGB conversion; detect: detect_batch + records; encode:
+    drawing, encoding, JSON lines). Raises video_io.DamagedVideoError after keeping the frames before the damage.
     """
     if batch_size < 1 or every_n_frames < 1 or (max_frames is not None and max_frames < 1):
         raise ValueError("batch_size, every_n_frames and max_frames must be >= 1")
@@ -160,14 +169,15 @@ def detect_video(detector, source, output_video=None, output_json=None, batch_si
         lines = open(json_tmp, "w") if output_json else None
         bar = _progress_bar(source, max_frames, progress)
         stop = threading.Event()
+        busy = dict.fromkeys(("decode", "detect", "encode"), 0.0)
         decoded, to_encode = queue.Queue(maxsize=2 * batch_size), queue.Queue(maxsize=2 * batch_size)
-        decoder = threading.Thread(target=_decode, args=(source, max_frames, every_n_frames, decoded, stop),
+        decoder = threading.Thread(target=_decode, args=(source, max_frames, every_n_frames, decoded, stop, busy),
                                    daemon=True)
-        encoder = _Encoder(to_encode, writer, lines, source.time_base, draw_threshold, bar, stop)
+        encoder = _Encoder(to_encode, writer, lines, source.time_base, draw_threshold, bar, stop, busy)
         decoder.start()
         encoder.start()
         try:
-            damage = _detect_frames(detector, class_names, decoded, to_encode, batch_size, stop, encoder,
+            damage = _detect_frames(detector, class_names, decoded, to_encode, batch_size, stop, encoder, busy,
                                     camera=source.is_camera)
             _put(to_encode, _END, stop)
             encoder.join()
@@ -193,7 +203,9 @@ def detect_video(detector, source, output_video=None, output_json=None, batch_si
     summary = {"source": source.path, "frames": encoder.frames, "detected_frames": encoder.detected,
                "seconds": round(seconds, 3), "frames_per_second": round(encoder.frames / max(seconds, 1e-9), 2),
                "draw_threshold": draw_threshold, "detections_per_class": dict(encoder.per_class.most_common()),
-               "output_video": output_video, "output_json": output_json}
+               "output_video": output_video, "output_json": output_json,
+               # Wall seconds each stage spent working (not waiting on its queues): where the time goes.
+               "busy_seconds": {k: round(v, 3) for k, v in busy.items()}}
     if damage is not None:
         kept = [p for p in (output_video, output_json) if p]
         where = f"; frames 0-{damage.frame - 1} were detected and kept in {' and '.join(kept)}" \
@@ -202,7 +214,7 @@ def detect_video(detector, source, output_video=None, output_json=None, batch_si
     return summary
 
 
-def _detect_frames(detector, class_names, decoded, to_encode, batch_size, stop, encoder, camera):
+def _detect_frames(detector, class_names, decoded, to_encode, batch_size, stop, encoder, busy, camera):
     """The main thread's loop: batches the frames to detect, runs the detector, hands every frame on in
     order. Returns the DamagedVideoError that ended the stream, or None; raises any other error."""
     pending, batch, last = [], [], []
@@ -210,9 +222,11 @@ def _detect_frames(detector, class_names, decoded, to_encode, batch_size, stop, 
     def flush():
         nonlocal last
         if batch:
+            start = time.perf_counter()
             results = detector.detect_batch(np.stack([item.rgb for item in batch]))
             for item, result in zip(batch, results):
                 item.detected, item.detections = True, annotation.detection_records(result, class_names)
+            busy["detect"] += time.perf_counter() - start
         for item in pending:
             if item.detected:
                 last = item.detections

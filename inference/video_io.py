@@ -162,12 +162,13 @@ class VideoSource:
 
 class VideoWriter:
     """Encodes frames into `path`: width x height at `rate` frames per second, timestamps in `time_base`
-    (default 1 / rate). container_format: FFmpeg's muxer name (default: from path's extension, which
+    (default 1 / rate; AVI, which keeps no timestamps, numbers the frames at 1 / rate whatever pts says). container_format: FFmpeg's muxer name (default: from path's extension, which
     a temporary name may lack). write(frame, pts) takes uint8 [H, W, 3] RGB or an av.VideoFrame."""
 
     def __init__(self, path, width, height, rate, time_base=None, container_format=None, faststart=False):
         container_format = container_format or output_format(path)
-        self.codec = encoder_name()
+        # AVI keeps no timestamps; FFmpeg's H.264 decoder then plays its frames out of order: MPEG-4 part 2.
+        self.codec = FALLBACK if container_format == "avi" else encoder_name()
         options = {"movflags": "faststart"} if faststart and container_format in ("mp4", "mov") else {}
         self.container = av.open(path, "w", format=container_format, options=options)
         try:
@@ -176,7 +177,11 @@ class VideoWriter:
             # 4:2:0 chroma needs even sides; libx264 takes odd ones in 4:4:4.
             odd = width % 2 or height % 2
             self.stream.pix_fmt = "yuv444p" if odd and self.codec == H264 else "yuv420p"
-            self.stream.codec_context.time_base = fractions.Fraction(time_base or 1 / fractions.Fraction(rate))
+            # AVI has a frame rate but no timestamps: frames are numbered there, at 1 / rate.
+            self.constant_rate = container_format == "avi"
+            if self.constant_rate or not time_base:
+                time_base = 1 / fractions.Fraction(rate)
+            self.stream.codec_context.time_base = fractions.Fraction(time_base)
             self.stream.time_base = self.stream.codec_context.time_base
             if self.codec == H264:
                 self.stream.codec_context.options = dict(X264_OPTIONS)
@@ -191,7 +196,7 @@ class VideoWriter:
     def write(self, frame, pts):
         if not isinstance(frame, av.VideoFrame):
             frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-        frame.pts = int(pts)
+        frame.pts = self.frames if self.constant_rate else int(pts)
         frame.time_base = self.stream.codec_context.time_base
         # FFmpeg reads pict_type as an instruction; a decoded frame's I/P/B type would force the encoder's hand.
         frame.pict_type = av.video.frame.PictureType.NONE
