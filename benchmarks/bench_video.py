@@ -12,7 +12,9 @@ to the score of the --boxes_drawn-th best detection of its first frames: about t
 each frame, as a trained model draws on a busy scene. Clips are synthetic_clip.py's moving shapes at 30
 frames/s. Prints one JSON line per model and clip size: frames_per_second of the video path,
 images_per_second of the detector (median of the batches timed just before and just after), pipeline_cost =
-1 - frames_per_second / images_per_second (goal: <= 0.15 at 1280x720), and busy_seconds per stage.
+1 - frames_per_second / images_per_second (goal: <= 0.15 at 1280x720), busy_seconds per stage, and the
+process's CPU time per frame and per reference image (pipeline_cpu_share: the part of the video path's CPU time
+not spent as the detector alone spends it; steadier than the clock on a shared machine).
 """
 import argparse
 import json
@@ -70,13 +72,14 @@ def random_checkpoint(model_name, directory, seed=0):
 
 
 def batch_seconds(detector, images, batches):
-    """bench_inference.py's timing: seconds of each session.run of the detection fetches on `images`."""
-    times = []
+    """bench_inference.py's timing: seconds of each session.run of the detection fetches on `images`, and the
+    process's CPU seconds (all threads) over them."""
+    times, cpu = [], time.process_time()
     for _ in range(batches):
         start = time.perf_counter()
         detector.session.run(detector.detection_fetches, {detector.images: images})
         times.append(time.perf_counter() - start)
-    return times
+    return times, time.process_time() - cpu
 
 
 def draw_threshold(detector, clip, batch_size, boxes):
@@ -113,18 +116,25 @@ def run(args, workdir):
                 with video_io.VideoSource(clip) as source:  # warm-up: the first run at this frame size
                     video.detect_video(det, source, *out, batch_size=args.batch_size,
                                        max_frames=args.batch_size, draw_threshold=threshold, progress=False)
-                before = batch_seconds(det, images, args.reference_batches)
+                before, cpu_before = batch_seconds(det, images, args.reference_batches)
                 load = os.getloadavg()[0]
+                cpu = time.process_time()
                 with video_io.VideoSource(clip) as source:
                     summary = video.detect_video(det, source, *out, batch_size=args.batch_size,
                                                  draw_threshold=threshold, progress=False)
-                after = batch_seconds(det, images, args.reference_batches)
+                cpu = time.process_time() - cpu
+                after, cpu_after = batch_seconds(det, images, args.reference_batches)
                 ips = args.batch_size / float(np.median(before + after))
+                cpu_per_image = (cpu_before + cpu_after) / (2 * args.reference_batches * args.batch_size)
                 drawn = sum(summary["detections_per_class"].values()) / max(summary["detected_frames"], 1)
                 result = {"model_name": model_name, "clip": f"{width}x{height}", "frames": summary["frames"],
                           "batch_size": args.batch_size, "frames_per_second": summary["frames_per_second"],
                           "images_per_second": round(ips, 3),
                           "pipeline_cost": round(1 - summary["frames_per_second"] / ips, 4),
+                          # CPU time (all threads) is less at the mercy of other processes than the clock.
+                          "cpu_ms_per_frame": round(1000 * cpu / summary["frames"], 2),
+                          "cpu_ms_per_image": round(1000 * cpu_per_image, 2),
+                          "pipeline_cpu_share": round(1 - cpu_per_image * summary["frames"] / cpu, 4),
                           "boxes_drawn_per_frame": round(drawn, 2), "codec": video_io.encoder_name(),
                           "busy_seconds": summary["busy_seconds"], "seconds": summary["seconds"],
                           "device": bench_inference._device(),
