@@ -162,8 +162,9 @@ class VideoSource:
 
 class VideoWriter:
     """Encodes frames into `path`: width x height at `rate` frames per second, timestamps in `time_base`
-    (default 1 / rate; AVI, which keeps no timestamps, numbers the frames at 1 / rate whatever pts says). container_format: FFmpeg's muxer name (default: from path's extension, which
-    a temporary name may lack). write(frame, pts) takes uint8 [H, W, 3] RGB or an av.VideoFrame."""
+    (default 1 / rate; AVI, which keeps no timestamps, numbers the frames at 1 / rate whatever pts says).
+    container_format: FFmpeg's muxer name (default: from path's extension, which a temporary name may lack).
+    write(frame, pts) takes uint8 [H, W, 3] RGB or an av.VideoFrame."""
 
     def __init__(self, path, width, height, rate, time_base=None, container_format=None, faststart=False):
         container_format = container_format or output_format(path)
