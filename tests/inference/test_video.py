@@ -136,3 +136,34 @@ def test_summary_line():
                "draw_threshold": 0.5, "detections_per_class": {"person": 31, "car": 4}}
     assert video.summary_line(summary) == ("in.mp4: 120 frames (40 detected) in 12.0 s, 10.0 frames/s; "
                                            "detections >= 0.5 per class: person 31, car 4")
+
+
+def test_ctrl_c_ends_a_camera_run_and_keeps_what_was_written(detector, tmp_path):
+    """A camera has no end: Ctrl-C (KeyboardInterrupt in the main thread) finishes the outputs with the frames
+    handed on so far. A file plays the camera here (no V4L2 device on the test machines)."""
+    clip, out, dets = tmp_path / "clip.mp4", tmp_path / "camera.mp4", tmp_path / "camera.jsonl"
+    clips.encode_clip(clip, num_frames=24, height=64, width=96)
+
+    class InterruptedOnTheThirdBatch:
+        class_names = detector.class_names
+        calls = 0
+
+        def detect_batch(self, images):
+            InterruptedOnTheThirdBatch.calls += 1
+            if InterruptedOnTheThirdBatch.calls == 3:
+                raise KeyboardInterrupt
+            return detector.detect_batch(images)
+
+    with video_io.VideoSource(str(clip)) as source:
+        source.is_camera = True
+        summary = video.detect_video(InterruptedOnTheThirdBatch(), source, str(out), str(dets), batch_size=4,
+                                     progress=False)
+    assert summary["frames"] == 8
+    InterruptedOnTheThirdBatch.calls = 0
+    with video_io.VideoSource(str(clip)) as source:
+        with pytest.raises(KeyboardInterrupt):  # a file is not a camera: Ctrl-C aborts, and leaves nothing
+            video.detect_video(InterruptedOnTheThirdBatch(), source, str(tmp_path / "file.mp4"), None,
+                               batch_size=4, progress=False)
+    assert [line["frame"] for line in read_lines(dets)] == list(range(8))
+    assert len(clips.decode(out)[0]) == 8
+    assert sorted(os.listdir(tmp_path)) == ["camera.jsonl", "camera.mp4", "clip.mp4"]
