@@ -97,3 +97,16 @@ def test_names_and_devices(tmp_path):
         video_io.output_format("out.webm")
     with pytest.raises(DatasetError, match="no such camera"):
         video_io.VideoSource(camera=str(tmp_path / "video9"))
+
+
+def test_without_libx264_the_writer_falls_back_to_mpeg4_and_says_so(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(av, "codecs_available", set(av.codecs_available) - {"libx264"})
+    frames = [frame for frame, _ in synthetic_clip.synthetic_frames(3, 64, 96)]
+    with caplog.at_level("WARNING", logger="inference.video_io"):
+        with video_io.VideoWriter(str(tmp_path / "out.mp4"), 96, 64, 25) as writer:
+            for i, frame in enumerate(frames):
+                writer.write(frame, i)
+    assert "no H.264 encoder (libx264): writing MPEG-4 part 2" in caplog.text
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams.video[0].codec_context.name == "mpeg4"
+    assert len(clips.decode(tmp_path / "out.mp4")[0]) == 3
