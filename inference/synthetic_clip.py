@@ -10,7 +10,7 @@ from PIL import Image
 
 from common import fileio
 from datasets.synthetic_drawing import coverage, texture_tiles
-from datasets.synthetic_voc import CLASS_STYLES, paint_object
+from datasets.synthetic_voc import CLASS_STYLES, SYNTHETIC_CLASSES, paint_object
 from inference import video_io
 
 
@@ -34,7 +34,7 @@ def _objects(rng, height, width, num_objects, num_frames, class_names):
     return objects
 
 
-def synthetic_frames(num_frames, height, width, num_objects=3, seed=0, class_names=tuple(CLASS_STYLES)):
+def synthetic_frames(num_frames, height, width, num_objects=3, seed=0, class_names=SYNTHETIC_CLASSES):
     """Yields (uint8 [height, width, 3] RGB frame, [(class name, [ymin, xmin, ymax, xmax] relative), ...])."""
     rng = np.random.default_rng(seed)
     tiles, noise = texture_tiles(rng, max(height, width, 64))
