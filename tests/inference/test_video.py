@@ -2,6 +2,7 @@
 path (detect_batch on one frame, inference/annotation.py's drawing)."""
 import json
 import os
+import re
 import threading
 
 import numpy as np
@@ -167,3 +168,14 @@ def test_ctrl_c_ends_a_camera_run_and_keeps_what_was_written(detector, tmp_path)
     assert [line["frame"] for line in read_lines(dets)] == list(range(8))
     assert len(clips.decode(out)[0]) == 8
     assert sorted(os.listdir(tmp_path)) == ["camera.jsonl", "camera.mp4", "clip.mp4"]
+
+
+def test_progress_bar_shows_frames_rate_and_time_left(detector, tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    clips.encode_clip(clip, num_frames=10, height=64, width=96)
+    with video_io.VideoSource(str(clip)) as source:
+        video.detect_video(detector, source, batch_size=5, progress=True)
+    err = capsys.readouterr().err
+    # tqdm's bar: the file name, frames done of the header's count, elapsed<left, and the rate.
+    assert "clip.mp4: 100%" in err and "10/10 [" in err and "frame/s]" in err
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, +[\d.]+frame/s\]", err), err
