@@ -106,8 +106,11 @@ class _Encoder(threading.Thread):
 
     def run(self):
         try:
-            while True:
-                item = self.items.get()
+            while not self.stop.is_set():  # set when the run is abandoned: stop writing at once
+                try:
+                    item = self.items.get(timeout=0.1)
+                except queue.Empty:
+                    continue
                 if item is _END:
                     return
                 start = time.perf_counter()
@@ -192,6 +195,8 @@ def detect_video(detector, source, output_video=None, output_json=None, batch_si
                 raise damage  # nothing before the damage: no output at all
         finally:
             stop.set()
+            # Neither thread may still be using the source or the writer when they are closed.
+            encoder.join(timeout=30)
             decoder.join(timeout=5)
             if bar is not None:
                 bar.close()
