@@ -122,9 +122,8 @@ def _png_names(paths):
 
 def _open_video(args):
     """The --video file or --camera device, checked before the model loads (video_io.VideoSource)."""
-    from inference import video_io
-    if args.output_video:
-        video_io.output_format(args.output_video)  # an unsupported extension fails now, not after the run
+    from inference import video, video_io
+    video.check_outputs(args.video, args.output_video, args.output_json)  # now, not after the run
     return video_io.VideoSource(path=args.video, camera=args.camera)
 
 

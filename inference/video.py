@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 from common import fileio
+from common.errors import ConfigError
 from inference import annotation, video_io
 
 _END = object()
@@ -150,6 +151,18 @@ def _progress_bar(source, max_frames, enabled):
                 mininterval=0.5, dynamic_ncols=True)
 
 
+def check_outputs(source_path, output_video=None, output_json=None):
+    """ConfigError unless the outputs are distinct files other than the input, and the video's extension is
+    one the writer knows (video_io.OUTPUT_FORMATS)."""
+    paths = [os.path.realpath(p) for p in (output_video, output_json) if p]
+    if len(set(paths)) < len(paths):
+        raise ConfigError(output_video, "--output_video and --output_json are the same file")
+    if source_path and os.path.realpath(source_path) in paths:
+        raise ConfigError(source_path, "is the input: the output would replace it")
+    if output_video:
+        video_io.output_format(output_video)
+
+
 def detect_video(detector, source, output_video=None, output_json=None, batch_size=8, every_n_frames=1,
                  max_frames=None, draw_threshold=0.5, progress=True):
     """Runs `detector` over the frames of `source` (video_io.VideoSource); see the module docstring.
@@ -161,6 +174,7 @@ def detect_video(detector, source, output_video=None, output_json=None, batch_si
     """
     if batch_size < 1 or every_n_frames < 1 or (max_frames is not None and max_frames < 1):
         raise ValueError("batch_size, every_n_frames and max_frames must be >= 1")
+    check_outputs(source.path, output_video, output_json)
     class_names = list(detector.class_names)
     start = time.perf_counter()
     damage = None

@@ -214,6 +214,9 @@ def test_video_bad_inputs_are_one_line_errors_and_write_nothing(native_checkpoin
     assert _one_line_error(capsys, [f"--checkpoint_path={native_checkpoint}", f"--video={bad / 'clip.avi'}",
                                     f"--output_video={tmp_path / 'out.gif'}"]).startswith(
         f"error: {tmp_path / 'out.gif'}: unsupported video extension .gif")
+    assert _one_line_error(capsys, [f"--checkpoint_path={native_checkpoint}", f"--video={bad / 'clip.avi'}",
+                                    f"--output_video={bad / 'clip.avi'}"]) == \
+        f"error: {bad / 'clip.avi'}: is the input: the output would replace it"
     assert _one_line_error(capsys, [*run, f"--video={bad / 'clip.avi'}", f"--image={bad / 'still.jpg'}"]) == \
         "error: --image: give exactly one of --image, --video and --camera"
     assert _one_line_error(capsys, [*run, f"--video={bad / 'clip.avi'}", "--every_n_frames=0"]) == \
