@@ -43,6 +43,20 @@ class CountingDetector:
         return self.detector.detect_batch(images)
 
 
+class FailingDetector:
+    """The detector, raising `error` on its call number `call` (1-based)."""
+
+    def __init__(self, detector, call, error):
+        self.detector, self.call, self.error, self.calls = detector, call, error, 0
+        self.class_names = detector.class_names
+
+    def detect_batch(self, images):
+        self.calls += 1
+        if self.calls == self.call:
+            raise self.error
+        return self.detector.detect_batch(images)
+
+
 def read_lines(path):
     with open(path) as f:
         return [json.loads(line) for line in f]
@@ -115,20 +129,10 @@ def test_a_failing_detector_leaves_no_output(detector, tmp_path):
     clip = tmp_path / "clip.mp4"
     clips.encode_clip(clip, num_frames=12, height=64, width=96)
 
-    class Failing:
-        class_names = detector.class_names
-        calls = 0
-
-        def detect_batch(self, images):
-            Failing.calls += 1
-            if Failing.calls == 2:
-                raise RuntimeError("out of memory")
-            return detector.detect_batch(images)
-
     with video_io.VideoSource(str(clip)) as source:
         with pytest.raises(RuntimeError, match="out of memory"):
-            video.detect_video(Failing(), source, str(tmp_path / "out.mp4"), str(tmp_path / "d.jsonl"),
-                               batch_size=4, progress=False)
+            video.detect_video(FailingDetector(detector, 2, RuntimeError("out of memory")), source,
+                               str(tmp_path / "out.mp4"), str(tmp_path / "d.jsonl"), batch_size=4, progress=False)
     assert os.listdir(tmp_path) == ["clip.mp4"]
 
 
@@ -145,26 +149,15 @@ def test_ctrl_c_ends_a_camera_run_and_keeps_what_was_written(detector, tmp_path)
     clip, out, dets = tmp_path / "clip.mp4", tmp_path / "camera.mp4", tmp_path / "camera.jsonl"
     clips.encode_clip(clip, num_frames=24, height=64, width=96)
 
-    class InterruptedOnTheThirdBatch:
-        class_names = detector.class_names
-        calls = 0
-
-        def detect_batch(self, images):
-            InterruptedOnTheThirdBatch.calls += 1
-            if InterruptedOnTheThirdBatch.calls == 3:
-                raise KeyboardInterrupt
-            return detector.detect_batch(images)
-
     with video_io.VideoSource(str(clip)) as source:
         source.is_camera = True
-        summary = video.detect_video(InterruptedOnTheThirdBatch(), source, str(out), str(dets), batch_size=4,
-                                     progress=False)
+        summary = video.detect_video(FailingDetector(detector, 3, KeyboardInterrupt()), source, str(out), str(dets),
+                                     batch_size=4, progress=False)
     assert summary["frames"] == 8
-    InterruptedOnTheThirdBatch.calls = 0
     with video_io.VideoSource(str(clip)) as source:
         with pytest.raises(KeyboardInterrupt):  # a file is not a camera: Ctrl-C aborts, and leaves nothing
-            video.detect_video(InterruptedOnTheThirdBatch(), source, str(tmp_path / "file.mp4"), None,
-                               batch_size=4, progress=False)
+            video.detect_video(FailingDetector(detector, 3, KeyboardInterrupt()), source,
+                               str(tmp_path / "file.mp4"), None, batch_size=4, progress=False)
     assert [line["frame"] for line in read_lines(dets)] == list(range(8))
     assert len(clips.decode(out)[0]) == 8
     assert sorted(os.listdir(tmp_path)) == ["camera.jsonl", "camera.mp4", "clip.mp4"]
