@@ -3,6 +3,9 @@
     python detect_ssd.py --checkpoint_path=checkpoints/ssd_300_vgg --image=photos/ \\
         --output_json=dets.json --output_dir=annotated/ [--model_name=ssd_300_vgg] [--select_threshold=0.01] \\
         [--nms_threshold=0.45] [--top_k=400] [--keep_top_k=200] [--draw_threshold=0.5]
+    python detect_ssd.py --checkpoint_path=checkpoints/ssd_300_vgg --video=clip.mp4 \
+        --output_video=annotated.mp4 --output_json=dets.jsonl [--batch_size=8] [--every_n_frames=1] [--max_frames=N]
+    python detect_ssd.py --checkpoint_path=checkpoints/ssd_300_vgg --camera=0 --output_video=camera.mp4
 
 --checkpoint_path is a checkpoint prefix or a directory (its latest checkpoint); the model is rebuilt from the
 ssd_config.json beside it. --image is an image file or a folder of them (.jpg .jpeg .png .bmp .gif .webp .tif
@@ -13,6 +16,12 @@ JSON: {"images": [{"path", "height", "width", "detections": [{"label", "class", 
 "bbox": [ymin, xmin, ymax, xmax]}, ...]}]}, boxes relative to the image and clipped to it, detections sorted by
 score. --output_dir receives <image name>.png for each image with the detections scoring at least
 --draw_threshold drawn. Every output appears complete or not at all; an unreadable image stops the run.
+
+--video (a file) or --camera (a V4L2 device: 0 for /dev/video0, or its path; Ctrl-C ends the run) stream through
+the same detector (inference/video.py): --output_video gets the annotated video (same size, frame rate and frame
+count; H.264), --output_json one JSON object per detected frame: {"frame", "time_s", "detections": [...]}.
+--every_n_frames=n detects every n-th frame; the frames between carry the last boxes in the video. A video
+damaged part-way keeps the frames before the damage, then exits 1 naming the frame (docs/video.md).
 """
 import argparse
 import os
@@ -21,7 +30,6 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; set before it is imported
 
 from common.errors import ConfigError, DatasetError, run_main  # noqa: E402
-from datasets.pixel_boxes import relative_to_voc  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -31,7 +39,14 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--checkpoint_path", required=True, help="checkpoint prefix or directory")
     parser.add_argument("--model_name", default=None, help="expected model name (checked against the config)")
-    parser.add_argument("--image", required=True, help="an image file or a folder of images")
+    parser.add_argument("--image", default=None, help="an image file or a folder of images")
+    parser.add_argument("--video", default=None, help="a video file (instead of --image)")
+    parser.add_argument("--camera", default=None, help="a V4L2 camera: 0 for /dev/video0, or a device path")
+    parser.add_argument("--output_video", default=None, help="video: write the annotated video here (.mp4 ...)")
+    parser.add_argument("--batch_size", type=int, default=8, help="video: frames per detector run")
+    parser.add_argument("--every_n_frames", type=int, default=1, help="video: detect every n-th frame")
+    parser.add_argument("--max_frames", type=int, default=None, help="video: stop after this many frames")
+    parser.add_argument("--no_progress", action="store_true", help="video: no progress bar")
     parser.add_argument("--output_json", default=None, help="write the detections here")
     parser.add_argument("--output_dir", default=None, help="write annotated PNGs here")
     parser.add_argument("--select_threshold", type=float, default=None, help="keep scores above this")
@@ -41,6 +56,17 @@ def parse_args(argv):
     parser.add_argument("--draw_threshold", type=float, default=0.5,
                         help="annotated images show the detections scoring at least this")
     args = parser.parse_args(argv)
+    if sum(v is not None for v in (args.image, args.video, args.camera)) != 1:
+        raise ConfigError("--image", "give exactly one of --image, --video and --camera")
+    stream = args.image is None
+    for name in ("batch_size", "every_n_frames", "max_frames"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name}", f"must be >= 1, got {value}")
+    if stream and args.output_dir:
+        raise ConfigError("--output_dir", "is for --image; a video's annotations go to --output_video")
+    if not stream and args.output_video:
+        raise ConfigError("--output_video", "is for --video and --camera; annotated images go to --output_dir")
     for name in ("top_k", "keep_top_k"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -78,45 +104,9 @@ def read_image(path):
 
 def image_record(path, image, result, class_names):
     """The JSON entry of one image: detections sorted by score, boxes relative and clipped to the image."""
-    import numpy as np
-    order = np.argsort(-result["scores"], kind="stable")
-    detections = []
-    for i in order:
-        label = int(result["classes"][i])
-        box = np.clip(result["boxes"][i], 0.0, 1.0)
-        detections.append({"label": label,
-                           "class": class_names[label - 1] if 0 < label <= len(class_names) else str(label),
-                           "score": round(float(result["scores"][i]), 6),
-                           "bbox": [round(float(v), 6) for v in box]})
-    return {"path": path, "height": int(image.shape[0]), "width": int(image.shape[1]), "detections": detections}
-
-
-def annotate(image, record, min_score):
-    """A PIL image with the record's detections scoring >= min_score drawn: box, class name and score."""
-    from PIL import Image, ImageDraw, ImageFont
-    import matplotlib
-    canvas = Image.fromarray(image)
-    draw = ImageDraw.Draw(canvas)
-    height, width = image.shape[:2]
-    line = max(1, round(max(height, width) / 300))
-    try:
-        font = ImageFont.load_default(size=max(11, 4 * line + 8))
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        font = ImageFont.load_default()
-    colours = matplotlib.colormaps["tab10"]
-    for det in reversed(record["detections"]):  # the best drawn last, on top
-        if det["score"] < min_score:
-            continue
-        # VOC's 1-based inclusive pixels (the project's one conversion), shifted to PIL's 0-based ones.
-        box = [int(round(v)) - 1 for v in relative_to_voc(det["bbox"], height, width)]
-        colour = tuple(int(255 * c) for c in colours(det["label"] % 10)[:3])
-        draw.rectangle(box, outline=colour, width=line)
-        text = f"{det['class']} {det['score']:.2f}"
-        left, top, right, bottom = draw.textbbox((box[0], box[1]), text, font=font)
-        top_y = box[1] - (bottom - top) - 2 if box[1] - (bottom - top) - 2 >= 0 else box[1]
-        draw.rectangle([box[0], top_y, box[0] + right - left + 4, top_y + bottom - top + 2], fill=colour)
-        draw.text((box[0] + 2, top_y), text, fill=(255, 255, 255), font=font)
-    return canvas
+    from inference.annotation import detection_records
+    return {"path": path, "height": int(image.shape[0]), "width": int(image.shape[1]),
+            "detections": detection_records(result, class_names)}
 
 
 def _png_names(paths):
@@ -130,19 +120,35 @@ def _png_names(paths):
     return names
 
 
+def _open_video(args):
+    """The --video file or --camera device, checked before the model loads (video_io.VideoSource)."""
+    from inference import video, video_io
+    video.check_outputs(args.video, args.output_video, args.output_json)  # now, not after the run
+    return video_io.VideoSource(path=args.video, camera=args.camera)
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    paths = list_images(args.image)
+    paths = list_images(args.image) if args.image is not None else []
     import contextlib
     from common import fileio
+    from inference import annotation
     from nets import caffe_ssd  # noqa: F401  (registers the caffe_ssd model with nets_factory)
     from nets import detection
 
     records = []
     with contextlib.ExitStack() as stack:
+        source = None if args.image is not None else stack.enter_context(_open_video(args))
         detector = stack.enter_context(detection.Detector(
             args.checkpoint_path, model_name=args.model_name, select_threshold=args.select_threshold,
             nms_threshold=args.nms_threshold, top_k=args.top_k, keep_top_k=args.keep_top_k))
+        if source is not None:
+            from inference import video
+            summary = video.detect_video(detector, source, args.output_video, args.output_json, args.batch_size,
+                                         args.every_n_frames, args.max_frames, args.draw_threshold,
+                                         progress=not args.no_progress)
+            print(video.summary_line(summary), flush=True)
+            return 0
         # Annotated images are written into a staging folder that becomes --output_dir only when all are done.
         stage = stack.enter_context(fileio.staging_dir(args.output_dir)) if args.output_dir else None
         class_names = list(detector.class_names)
@@ -151,7 +157,7 @@ def main(argv=None):
             record = image_record(path, image, detector.detect(image), class_names)
             records.append(record)
             if stage:
-                annotate(image, record, args.draw_threshold).save(os.path.join(stage, png))
+                annotation.annotate(image, record["detections"], args.draw_threshold).save(os.path.join(stage, png))
             best = record["detections"][:1]
             summary = f", best {best[0]['class']} {best[0]['score']:.3f}" if best else ""
             print(f"{path}: {len(record['detections'])} detections{summary}", flush=True)

@@ -145,7 +145,7 @@ def _place(rng, shape, height, width, occupied, boxes):
     return None
 
 
-def _paint(rng, image, noise, x, y, cover, hue):
+def paint_object(rng, image, noise, x, y, cover, hue):
     """Pastes one shaded, noisy, jittered object of colour family `hue` onto the PIL `image` at (x, y),
     blended by its anti-aliased coverage (clipped at the border by the paste)."""
     h, w = cover.shape
@@ -197,7 +197,7 @@ def _render(rng, height, width, class_names, tiles, noise):
         if placed is None:
             continue
         x, y, cover, box, truncated = placed
-        _paint(rng, image, noise, x, y, cover, hue)
+        paint_object(rng, image, noise, x, y, cover, hue)
         grown = _grow(cover > 0, MASK_GAP)
         x0, y0 = max(x, 0), max(y, 0)
         x1, y1 = min(x + cover.shape[1], width), min(y + cover.shape[0], height)

@@ -48,6 +48,13 @@ def check_face(text):
     assert sum(s >= 0.5 for s in scores) == 1, scores
 
 
+def check_video(text):
+    """The video section: the face SSD over the 24-frame clip finds a face on its first frame."""
+    assert re.search(r"hopper\.mp4: 24 frames in [\d.]+ s, [\d.]+ frames/s; detections >= 0\.5 per class: face \d+",
+                     text), text
+    assert re.search(r"first JSON line: frame 0, time 0\.0 s, best face 0\.9\d{3}", text), text
+
+
 def test_committed_without_outputs():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
@@ -63,7 +70,8 @@ def test_executes_from_notebooks_dir_without_models(tmp_path, monkeypatch):
     check_face(text)
     assert "No quickstart model" in text and "make quickstart" in text
     assert "No model at" in text
-    assert png_count(nb) == 2  # the face detections and the anchors
+    check_video(text)
+    assert png_count(nb) == 3  # the face detections, the anchors, frames of the annotated video
 
 
 @pytest.fixture()
@@ -101,4 +109,5 @@ def test_executes_from_root_with_models(quickstart_dir, monkeypatch):
     assert "quickstart model ssd_300_vgg_lite" in text
     assert "quickstart evaluation on 3 test images" in text
     assert "model ssd_300_vgg_lite" in text and "No model at" not in text
-    assert png_count(nb) == 4  # face, anchors, the quickstart grid, the chosen model on the photograph
+    check_video(text)
+    assert png_count(nb) == 5  # face, anchors, the quickstart grid, the chosen model on the photograph, video

@@ -181,6 +181,18 @@ def test_eval_preprocessing_matches_opencv_linear_resize():
     np.testing.assert_allclose(out, expected, atol=0.05)
 
 
+def test_eval_preprocessing_of_uint8_equals_that_of_its_float_values():
+    """uint8 frames are resized without a float copy first: the same values bit for bit, up- and downscaled."""
+    rng = np.random.default_rng(5)
+    for shape in ((2, 180, 320, 3), (1, 120, 90, 3)):
+        images = rng.integers(0, 256, shape, dtype=np.uint8)
+        with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+            ours, floats = sess.run([prep.preprocess_for_eval(images, (300, 300)),
+                                     prep.preprocess_for_eval(images.astype(np.float32), (300, 300))])
+        assert ours.dtype == np.float32
+        np.testing.assert_array_equal(ours, floats)
+
+
 def test_factory():
     assert preprocessing_factory.get_preprocessing("ssd_300_vgg", is_training=True) is prep.preprocess_for_train
     assert preprocessing_factory.get_preprocessing("ssd_512_vgg") is prep.preprocess_for_eval

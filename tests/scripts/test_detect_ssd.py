@@ -1,6 +1,7 @@
 """detect_ssd.py: images or a folder in, JSON and annotated PNGs out, for converted and native models."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -134,3 +135,121 @@ def test_help_and_flag_errors():
     assert help_run.returncode == 0 and "--checkpoint_path" in help_run.stdout
     with pytest.raises(ConfigError, match="--keep_top_k: must be >= 1"):
         detect_ssd.parse_args(["--checkpoint_path=x", "--image=y", "--keep_top_k=0"])
+
+
+# ---------------------------------------------------------------- video (inference/video.py)
+
+def test_video_detections_equal_the_image_path_on_the_decoded_frames(native_checkpoint, tmp_path, capsys):
+    from tests.inference import clips
+    clip, out, dets = tmp_path / "clip.mp4", tmp_path / "out.mp4", tmp_path / "dets.jsonl"
+    clips.encode_clip(clip, num_frames=30)  # 160 x 120 at 29.97 frames/s
+    common = [f"--checkpoint_path={native_checkpoint}", "--keep_top_k=20", "--select_threshold=0.05"]
+    assert detect_ssd.main([*common, f"--video={clip}", f"--output_video={out}", f"--output_json={dets}",
+                            "--batch_size=4", "--no_progress"]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith(f"{clip}: 30 frames in ") and "frames/s; detections >= 0.5 per class: " in summary
+    # The same frames, decoded here with PyAV and saved losslessly, through --image.
+    frames, times, rate, size = clips.decode(clip)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"frame_{i:03d}.png")
+    assert detect_ssd.main([*common, f"--image={folder}", f"--output_json={tmp_path / 'images.json'}"]) == 0
+    with open(tmp_path / "images.json") as f:
+        images = json.load(f)["images"]
+    with open(dets) as f:
+        lines = [json.loads(line) for line in f]
+    assert [line["frame"] for line in lines] == list(range(30))
+    assert [line["time_s"] for line in lines] == pytest.approx(times, abs=1e-6)
+    for line, image in zip(lines, images):
+        assert set(line) == {"frame", "time_s", "detections"} and line["detections"]
+        assert [(d["label"], d["class"]) for d in line["detections"]] == \
+            [(d["label"], d["class"]) for d in image["detections"]]
+        np.testing.assert_allclose([d["score"] for d in line["detections"]],
+                                   [d["score"] for d in image["detections"]], atol=1e-5)
+        np.testing.assert_allclose([d["bbox"] for d in line["detections"]],
+                                   [d["bbox"] for d in image["detections"]], atol=1e-5)
+    drawn, drawn_times, drawn_rate, drawn_size = clips.decode(out)
+    assert (len(drawn), drawn_rate, drawn_size) == (len(frames), rate, size)
+    assert drawn_times == pytest.approx(times, abs=1e-6)
+    assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "dets.jsonl", "frames", "images.json", "out.mp4"]
+
+
+def _one_line_error(capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        from common.errors import run_main
+        run_main(detect_ssd.main, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 1 and err[-1].startswith("error: "), err
+    return err[-1]
+
+
+def test_video_bad_inputs_are_one_line_errors_and_write_nothing(native_checkpoint, tmp_path, capsys):
+    from tests.inference import clips
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    clips.encode_clip(bad / "clip.avi", num_frames=6, codec="mpeg4")
+    (bad / "unknown_codec.avi").write_bytes((bad / "clip.avi").read_bytes().replace(b"FMP4", b"QQQQ"))
+    (bad / "notes.mp4").write_text("not a video\n")
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(bad / "still.jpg")
+    with av_audio_file(bad / "sound.wav"):
+        pass
+    clips.encode_clip(bad / "index_last.mp4", num_frames=6, faststart=False)
+    clips.truncated_copy(bad / "index_last.mp4", bad / "index_cut.mp4")
+    outputs = [f"--output_video={tmp_path / 'out.mp4'}", f"--output_json={tmp_path / 'dets.jsonl'}"]
+    run = [f"--checkpoint_path={native_checkpoint}", *outputs, "--no_progress"]
+    expected = {  # file -> the reason, a regular expression
+        "missing.mp4": r"no such video file",
+        "notes.mp4": r"not a readable video \(Invalid data found when processing input\)",
+        "still.jpg": r"is a still image \((image2|jpeg_pipe)\), not a video: use --image",
+        "sound.wav": r"holds no video stream \(audio\)",
+        "unknown_codec.avi": r"unsupported video codec.*: this FFmpeg build has no decoder for it",
+        "index_cut.mp4": r"not a readable video \(Invalid data found when processing input\)",
+    }
+    for name, reason in expected.items():
+        message = _one_line_error(capsys, [*run, f"--video={bad / name}"])
+        assert re.fullmatch(f"error: {re.escape(str(bad / name))}: {reason}", message), message
+    assert _one_line_error(capsys, [*run, "--camera=63"]) == \
+        "error: /dev/video63: no such camera (V4L2 device); `ls /dev/video*` lists them"
+    assert _one_line_error(capsys, [f"--checkpoint_path={native_checkpoint}", f"--video={bad / 'clip.avi'}",
+                                    f"--output_video={tmp_path / 'out.gif'}"]).startswith(
+        f"error: {tmp_path / 'out.gif'}: unsupported video extension .gif")
+    assert _one_line_error(capsys, [f"--checkpoint_path={native_checkpoint}", f"--video={bad / 'clip.avi'}",
+                                    f"--output_video={bad / 'clip.avi'}"]) == \
+        f"error: {bad / 'clip.avi'}: is the input: the output would replace it"
+    assert _one_line_error(capsys, [*run, f"--video={bad / 'clip.avi'}", f"--image={bad / 'still.jpg'}"]) == \
+        "error: --image: give exactly one of --image, --video and --camera"
+    assert _one_line_error(capsys, [*run, f"--video={bad / 'clip.avi'}", "--every_n_frames=0"]) == \
+        "error: --every_n_frames: must be >= 1, got 0"
+    # A truncated video with its index first: the frames before the cut are kept, and the error names the frame.
+    clips.encode_clip(bad / "clip.mp4", num_frames=30)
+    clips.truncated_copy(bad / "clip.mp4", bad / "cut.mp4", fraction=0.8)
+    good = clips.decodable_frames(bad / "cut.mp4")
+    message = _one_line_error(capsys, [*run, f"--video={bad / 'cut.mp4'}"])
+    assert re.match(f"error: {re.escape(str(bad / 'cut.mp4'))}: (damaged|truncated) at frame {good}: ", message) \
+        and message.endswith(f"frames 0-{good - 1} were detected and kept in {tmp_path / 'out.mp4'} and "
+                         f"{tmp_path / 'dets.jsonl'}")
+    assert len(clips.decode(tmp_path / "out.mp4")[0]) == good
+    with open(tmp_path / "dets.jsonl") as f:
+        assert [json.loads(line)["frame"] for line in f] == list(range(good))
+    assert sorted(os.listdir(tmp_path)) == ["bad", "dets.jsonl", "out.mp4"]
+
+
+class av_audio_file:
+    """Writes a short silent WAV file (an audio stream, no video) with PyAV."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        import av
+        with av.open(str(self.path), "w") as container:
+            stream = container.add_stream("pcm_s16le", rate=8000)
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+            frame.sample_rate = 8000
+            container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+        return self.path
+
+    def __exit__(self, *exc):
+        return False

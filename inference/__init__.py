@@ -1,0 +1,1 @@
+"""Running detectors outside training: video and camera streams (and, with the exports, their runtimes)."""
