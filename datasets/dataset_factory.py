@@ -17,7 +17,8 @@ import typing
 from common.errors import DatasetError
 from datasets import pascalvoc
 from datasets.tfrecord_decoder import parse_example, parse_example_no_image
-from datasets.voc_to_tfrecords import metadata_name, read_labels_file
+from datasets.tfrecord_writer import metadata_name
+from datasets.voc_to_tfrecords import read_labels_file
 
 datasets_map = {d.name: d for d in (
     pascalvoc.pascalvoc_2007, pascalvoc.pascalvoc_2012, pascalvoc.pascalvoc_0712, pascalvoc.voc_custom)}
