@@ -59,10 +59,15 @@ def summary_values(evaluation):
 
 def write_summaries(eval_dir, evaluation, global_step=None):
     """Appends the mAP and per-class AP scalars to an event file in `eval_dir` at `global_step`."""
+    write_scalars(eval_dir, summary_values(evaluation), global_step)
+
+
+def write_scalars(eval_dir, values, global_step=None):
+    """Appends {tag: float} as TensorBoard scalars to an event file in `eval_dir` at `global_step`."""
     import tensorflow as tf  # TensorBoard's event files; the rest of the evaluation needs no TensorFlow
 
     summary = tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=tag, simple_value=value)
-                                          for tag, value in summary_values(evaluation).items()])
+                                          for tag, value in values.items()])
     # A FileWriter refuses eager mode; a graph context of its own makes it work from any program.
     with tf.Graph().as_default():
         writer = tf.compat.v1.summary.FileWriter(eval_dir)
