@@ -175,21 +175,28 @@ def _all_valid(results, image_ids, category_ids):
             and bool(np.isfinite(np.array(scores, np.float64)).all()))
 
 
-def check_results(results, ground_truth, source):
+def check_results(results, ground_truth, source, copy=True):
     """Checks a results list against the ground-truth dict -> the results' annotations, as the cocoapi's
-    loadRes makes them for boxes (fresh dicts with area = w * h, id = index + 1, iscrowd 0)."""
+    loadRes makes them for boxes (area = w * h, id = index + 1, iscrowd 0): fresh dicts, or with
+    copy=False the given ones, completed in place."""
     if not isinstance(results, list):
         raise DatasetError(source, "not a COCO results file (a JSON list of detections expected)")
     image_ids = {i["id"] for i in ground_truth["images"]}
     category_ids = {c["id"] for c in ground_truth["categories"]}
     if not _all_valid(results, image_ids, category_ids):
         raise _first_bad_result(results, image_ids, category_ids, source)
+    if not copy:
+        for i, d in enumerate(results):
+            bbox = d["bbox"]
+            d["area"], d["id"], d["iscrowd"] = bbox[2] * bbox[3], i + 1, 0
+        return results
     return [{"image_id": d["image_id"], "category_id": d["category_id"], "bbox": d["bbox"], "score": d["score"],
              "area": d["bbox"][2] * d["bbox"][3], "id": i + 1, "iscrowd": 0} for i, d in enumerate(results)]
 
 
 def read_results(path, ground_truth):
-    return check_results(_read_json(path, "results"), ground_truth, path)
+    """A results JSON -> its checked detections (check_results)."""
+    return check_results(_read_json(path, "results"), ground_truth, path, copy=False)
 
 
 def _coco(api_coco, dataset):
