@@ -37,9 +37,11 @@ def write_case(tmp_path, seed):
     return gt, results, gt_path, res_path
 
 
-@pytest.mark.parametrize("backend", ["pycocotools", "faster_coco_eval"])
+@pytest.mark.parametrize("backend,workers", [("pycocotools", 1), ("faster_coco_eval", 1), ("faster_coco_eval", 3),
+                                             ("pycocotools", 2)])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_all_twelve_statistics_equal_pycocotools(tmp_path, seed, backend):
+def test_all_twelve_statistics_equal_pycocotools(tmp_path, seed, backend, workers):
+    """Also with the categories split over worker processes (COCOeval accumulates each on its own)."""
     gt, results, gt_path, res_path = write_case(tmp_path, seed)
     # The case does hit the corners it is meant to.
     per_image = {}
@@ -53,7 +55,7 @@ def test_all_twelve_statistics_equal_pycocotools(tmp_path, seed, backend):
     ref_stats, ref_precision, cat_ids = pycocotools_reference(gt_path, res_path)
     assert np.all(ref_stats > 0) and np.all(ref_stats < 1)  # no statistic degenerate
 
-    ours = coco_metric.evaluate_coco(gt_path, res_path, backend=backend)
+    ours = coco_metric.evaluate_coco(gt_path, res_path, backend=backend, workers=workers)
     assert ours.backend == backend
     np.testing.assert_allclose([ours.stats[n] for n in coco_metric.STAT_NAMES], ref_stats, atol=1e-4, rtol=0)
     np.testing.assert_allclose(ours.precision, ref_precision, atol=1e-4, rtol=0)
@@ -81,8 +83,8 @@ def test_restricted_to_some_images_equals_pycocotools_with_those_img_ids(tmp_pat
         e.evaluate()
         e.accumulate()
         e.summarize()
-    for backend in ("pycocotools", "faster_coco_eval"):
-        ours = coco_metric.evaluate_coco(gt_path, res_path, image_ids=some, backend=backend)
+    for backend, workers in (("pycocotools", 1), ("faster_coco_eval", 1), ("faster_coco_eval", 2)):
+        ours = coco_metric.evaluate_coco(gt_path, res_path, image_ids=some, backend=backend, workers=workers)
         np.testing.assert_allclose([ours.stats[n] for n in coco_metric.STAT_NAMES], e.stats, atol=1e-4, rtol=0)
         assert ours.num_images == 10
 
