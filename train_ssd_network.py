@@ -25,6 +25,8 @@ from common.errors import ConfigError, run_main
 
 DATASETS = ("pascalvoc_2007", "pascalvoc_2012", "pascalvoc_0712", "voc_custom")
 MODELS = ("ssd_300_vgg", "ssd_300_vgg_lite", "ssd_512_vgg")
+DATASETS += ("coco", "coco_2017", "coco_2014")  # datasets/coco.py
+MODELS += ("ssd_300_vgg_coco", "ssd_512_vgg_coco")  # the Caffe COCO models' anchors, 81 classes
 OPTIMIZERS = ("adadelta", "adagrad", "adam", "ftrl", "momentum", "sgd", "rmsprop")
 DECAY_TYPES = ("exponential", "fixed", "polynomial", "piecewise", "multistep")
 
