@@ -6,10 +6,9 @@ plots at IoU 0.5 and 0.75 and TensorBoard scalars (eval/COCO/AP, eval/COCO_per_c
 """
 import math
 
-from common.fileio import write_json
 from evaluation import plots
 from evaluation.coco_metric import STAT_DESCRIPTIONS, STAT_NAMES
-from evaluation.report import SUMMARY_PREFIX, write_scalars
+from evaluation.report import SUMMARY_PREFIX, write_report
 
 
 def _number(value):
@@ -45,13 +44,7 @@ def summary_values(evaluation):
 def report_coco(evaluation, eval_dir=None, output_json=None, global_step=None, write_plots=True, summaries=True,
                 print_fn=print):
     """Prints the report; writes the plots and scalars into `eval_dir`, then `output_json`. Returns the JSON."""
-    document = coco_json(evaluation)
-    print_fn(format_report(evaluation))
-    if eval_dir:
-        if write_plots:
-            plots.write_coco_plots(evaluation, eval_dir)
-        if summaries:
-            write_scalars(eval_dir, summary_values(evaluation), global_step)
-    if output_json:  # last: its presence means the whole report was written
-        write_json(output_json, document)
-    return document
+    return write_report(coco_json(evaluation), format_report(evaluation), eval_dir, output_json,
+                        plot_fn=(lambda d: plots.write_coco_plots(evaluation, d)) if write_plots else None,
+                        scalars=summary_values(evaluation) if summaries else None, global_step=global_step,
+                        print_fn=print_fn)

@@ -34,6 +34,14 @@ def _fmt(ap):
     return "n/a" if np.isnan(ap) else f"{ap:.4f}"
 
 
+def _pr_axes(ax, ylabel="precision"):
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+
+
 def plot_class(result, path):
     """Writes the precision-recall PNG of one evaluation.voc_metric.ClassResult to `path`."""
     fig = Figure(figsize=(5.5, 5))
@@ -50,11 +58,7 @@ def plot_class(result, path):
     else:
         reason = "no non-difficult objects" if not result.num_positives else "no detections"
         ax.text(0.5, 0.5, reason, ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.grid(True, alpha=0.3)
+    _pr_axes(ax)
     ax.set_title(f"{result.name}: AP VOC07 {_fmt(result.ap_voc07)}, VOC12 {_fmt(result.ap_voc12)}\n"
                  f"{result.num_positives} objects, {result.num_detections} detections, "
                  f"{result.num_true_positives} TP", fontsize=9)
@@ -123,11 +127,7 @@ def plot_coco_class(evaluation, name, path):
         ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", transform=ax.transAxes)
     else:
         ax.legend(loc="lower left", fontsize=8)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision (COCOeval, interpolated)")
-    ax.grid(True, alpha=0.3)
+    _pr_axes(ax, "precision (COCOeval, interpolated)")
     ax.set_title(f"{name}: AP {_fmt(evaluation.per_class_ap[name])} (IoU 0.50:0.95), AP50 {_fmt(aps[0])}, "
                  f"AP75 {_fmt(aps[1])}", fontsize=9)
     fig.tight_layout()
