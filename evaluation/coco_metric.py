@@ -28,7 +28,6 @@ import io
 import json
 import math
 import multiprocessing
-import os
 
 import numpy as np
 
@@ -224,9 +223,7 @@ def _cocoeval(backend, gt_data, detections, image_ids, cat_ids=None):
     return cocoeval
 
 
-def _num_workers(workers, num_categories, num_detections):
-    if workers is None:  # parallel only where it pays for the processes: val2017-sized runs
-        workers = min(2, os.cpu_count() or 1) if num_detections >= 100000 else 1
+def _num_workers(workers, num_categories):
     return max(1, min(int(workers), num_categories))
 
 
@@ -268,13 +265,14 @@ def _evaluate_in_parts(backend, gt_data, detections, image_ids, workers):
     return cocoeval
 
 
-def evaluate_coco(annotations, results, image_ids=None, backend="auto", workers=None):
+def evaluate_coco(annotations, results, image_ids=None, backend="auto", workers=1):
     """COCOeval (bbox) of `results` against `annotations` -> CocoEvaluation.
 
     annotations: an instances JSON path (or its loaded, checked dict: read_ground_truth). results: a
     results JSON path or a list of detection dicts. image_ids: evaluate only these images (default: all of
     the ground truth, as COCOeval). workers: processes evaluating the categories in parallel
-    (_evaluate_in_parts; POSIX fork), None: 2 on a val2017-sized run with 2 cores or more, else 1.
+    (_evaluate_in_parts; POSIX fork). On the shared 2-core machine 2 workers were slower than 1 on a
+    val2017-sized file (docs/benchmarks.md), so 1 is the default.
     """
     gt_source = annotations if isinstance(annotations, str) else "the annotations"
     gt_data = read_ground_truth(annotations) if isinstance(annotations, str) else annotations
@@ -288,7 +286,7 @@ def evaluate_coco(annotations, results, image_ids=None, backend="auto", workers=
         if unknown:
             raise DatasetError(gt_source, f"has no image id {unknown[0]} ({len(unknown)} evaluated images missing)")
     backend = resolve_backend(backend)
-    workers = _num_workers(workers, len(gt_data["categories"]), len(detections))
+    workers = _num_workers(workers, len(gt_data["categories"]))
     with contextlib.redirect_stdout(io.StringIO()):  # the cocoapi's progress chatter
         if workers > 1:
             cocoeval = _evaluate_in_parts(backend, gt_data, detections, image_ids, workers)
