@@ -183,3 +183,29 @@ def test_script_flag_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_main(tf_convert_data.main, argv + ["--output_name=c"])
     assert exit_info.value.code == 1 and message in capsys.readouterr().err
+
+
+def test_images_are_streamed_a_few_at_a_time(tmp_path, monkeypatch):
+    """Bounded memory: however many images, at most a few per thread are read ahead of the writer."""
+    images = [(i + 1, f"{i + 1}.jpg", 16, 12, "JPEG", "RGB") for i in range(60)]
+    data = {"images": [{"id": i, "file_name": f, "width": w, "height": h} for i, f, w, h, _, _ in images],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [1.0, 1.0, 5.0, 5.0], "area": 20.0,
+                             "iscrowd": 0} for i in range(1, 61)],
+            "categories": [{"id": 1, "name": "person"}]}
+    path, images_dir = write_coco(tmp_path / "many", data, images)
+    started, written, ahead = [0], [0], []
+    original = coco_to_tfrecords.image_example
+
+    def counting(*args):
+        started[0] += 1
+        ahead.append(started[0] - written[0])
+        return original(*args)
+
+    def progress(done, total):
+        written[0] = done
+
+    monkeypatch.setattr(coco_to_tfrecords, "image_example", counting)
+    metadata = coco_to_tfrecords.convert_coco(path, images_dir, str(tmp_path / "out"), "m", num_threads=2,
+                                              progress_fn=progress)
+    assert metadata["num_examples"] == 60 and started[0] == 60
+    assert max(ahead) <= 4 * 2 + 1
