@@ -148,6 +148,8 @@ def parse_args(argv):
     if args.checkpoint_path is not None and not os.path.exists(args.checkpoint_path) \
             and not os.path.exists(args.checkpoint_path + ".index"):
         raise ConfigError(args.checkpoint_path, "no such checkpoint or directory (--checkpoint_path)")
+    if args.checkpoint_class_map and not args.checkpoint_path:
+        raise ConfigError("--checkpoint_class_map", "goes with --checkpoint_path (the checkpoint it maps from)")
     return args
 
 

@@ -71,3 +71,14 @@ def test_train_on_coco_records_then_fine_tune_onto_voc_classes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     assert "start from the checkpoint's mapped classes: background and 3 of 4 (3->dog, 1->person, 2->car)" in out
+
+
+def test_class_map_needs_a_checkpoint(tmp_path, capsys):
+    import train_ssd_network
+    from common.errors import run_main
+
+    with pytest.raises(SystemExit) as info:
+        run_main(train_ssd_network.main, [f"--train_dir={tmp_path}", "--dataset_name=coco", "--dataset_split_name=x",
+                                          "--checkpoint_class_map=coco_to_voc"])
+    assert info.value.code == 1
+    assert "--checkpoint_class_map: goes with --checkpoint_path" in capsys.readouterr().err
