@@ -78,7 +78,8 @@ def test_class_map_needs_a_checkpoint(tmp_path, capsys):
     from common.errors import run_main
 
     with pytest.raises(SystemExit) as info:
-        run_main(train_ssd_network.main, [f"--train_dir={tmp_path}", "--dataset_name=coco", "--dataset_split_name=x",
+        run_main(train_ssd_network.main, [f"--train_dir={tmp_path}", f"--dataset_dir={tmp_path}", "--dataset_name=coco",
+                                          "--dataset_split_name=x",
                                           "--checkpoint_class_map=coco_to_voc"])
     assert info.value.code == 1
     assert "--checkpoint_class_map: goes with --checkpoint_path" in capsys.readouterr().err
