@@ -254,7 +254,7 @@ class _CheckpointRunner:
         print(f"COCO results file: {path} ({len(detections)} detections)")
         image_ids = [int(i) for i in result.ground_truth.image_ids]
         evaluation = coco_metric.evaluate_coco(self.coco_ground_truth, path, image_ids=image_ids,
-                                                backend=a.coco_backend)
+                                                backend=a.coco_backend, source=a.coco_annotations)
         coco_report.report_coco(evaluation, eval_dir=a.eval_dir, output_json=a.output_json, global_step=step)
         return evaluation
 

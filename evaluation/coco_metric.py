@@ -265,26 +265,28 @@ def _evaluate_in_parts(backend, gt_data, detections, image_ids, workers):
     return cocoeval
 
 
-def evaluate_coco(annotations, results, image_ids=None, backend="auto", workers=1):
+def evaluate_coco(annotations, results, image_ids=None, backend="auto", workers=1, source=None):
     """COCOeval (bbox) of `results` against `annotations` -> CocoEvaluation.
 
     annotations: an instances JSON path (or its loaded, checked dict: read_ground_truth). results: a
     results JSON path or a list of detection dicts. image_ids: evaluate only these images (default: all of
     the ground truth, as COCOeval). workers: processes evaluating the categories in parallel
     (_evaluate_in_parts; POSIX fork). On the shared 2-core machine 2 workers were slower than 1 on a
-    val2017-sized file (docs/benchmarks.md), so 1 is the default.
+    val2017-sized file (docs/benchmarks.md), so 1 is the default. source: the annotations' file name for
+    messages when `annotations` is a dict.
     """
-    gt_source = annotations if isinstance(annotations, str) else "the annotations"
+    gt_source = annotations if isinstance(annotations, str) else source or "the annotations"
     gt_data = read_ground_truth(annotations) if isinstance(annotations, str) else annotations
-    if isinstance(results, str):
-        detections = read_results(results, gt_data)
-    else:
-        detections = check_results(results, gt_data, "the detections")
     if image_ids is not None:
         known = {i["id"] for i in gt_data["images"]}
         unknown = [i for i in image_ids if i not in known]
         if unknown:
-            raise DatasetError(gt_source, f"has no image id {unknown[0]} ({len(unknown)} evaluated images missing)")
+            raise DatasetError(gt_source, f"has no image id {unknown[0]} ({len(unknown)} of the evaluated images "
+                                          f"missing: annotations of another split?)")
+    if isinstance(results, str):
+        detections = read_results(results, gt_data)
+    else:
+        detections = check_results(results, gt_data, "the detections")
     backend = resolve_backend(backend)
     workers = _num_workers(workers, len(gt_data["categories"]))
     with contextlib.redirect_stdout(io.StringIO()):  # the cocoapi's progress chatter

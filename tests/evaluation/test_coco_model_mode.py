@@ -188,3 +188,18 @@ def test_unknown_image_in_results_names_the_detection(tmp_path, capsys):
                                          f"--detections_path={tmp_path / 'res.json'}"])
     assert info.value.code == 1
     assert capsys.readouterr().err == f"error: {tmp_path / 'res.json'}: detection 5: unknown image id 3 (not in the annotations)\n"
+
+
+def test_annotations_of_another_split_are_a_one_line_error(coco_records, tmp_path, capsys):
+    records, annotations = coco_records
+    gt = json.load(open(annotations))
+    gt["images"] = [i for i in gt["images"] if i["id"] != 7]
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] != 7]
+    other = tmp_path / "instances_other.json"
+    other.write_text(json.dumps(gt))
+    checkpoint = save_checkpoint(str(tmp_path / "ckpt"))
+    with pytest.raises(SystemExit) as info:
+        run_main(eval_ssd_network.main, model_argv(checkpoint, records, other, tmp_path / "eval"))
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and err.count("\n") == 1
+    assert err.startswith(f"error: {other}: has no image id 7 (1 of the evaluated images missing")
