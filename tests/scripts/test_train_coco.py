@@ -17,7 +17,8 @@ CATEGORIES = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}, {"id": 18, 
 
 
 def write_tiny_coco(root, num_images=6, seed=0, categories=CATEGORIES):
-    """Textured images of 96x128 with float boxes, a crowd region and an image without objects."""
+    """Textured images of 96x128 with float boxes (one half a pixel outside), a crowd region and an image
+    without objects."""
     rng = np.random.default_rng(seed)
     os.makedirs(os.path.join(root, "images"))
     images, annotations = [], []
@@ -29,6 +30,8 @@ def write_tiny_coco(root, num_images=6, seed=0, categories=CATEGORIES):
         for k in range(0 if n == 3 else 3):
             w, h = float(rng.uniform(20, 60)), float(rng.uniform(20, 50))
             x, y = float(rng.uniform(0, 128 - w)), float(rng.uniform(0, 96 - h))
+            if n == 2 and k == 1:  # half a pixel outside the image, as some COCO boxes (kept unclipped)
+                x = -0.5
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": categories[k]["id"],
                                 "bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)],
                                 "area": round(w * h * 0.7, 2), "iscrowd": int(n == 1 and k == 0)})
