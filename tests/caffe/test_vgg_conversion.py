@@ -95,22 +95,23 @@ def write_labelmap(path):
 
 
 @pytest.mark.slow
-def test_ssd_300_vgg_coco_matches_opencv(tmp_path, tmp_path_factory, grace_hopper):
+@pytest.mark.parametrize("model_name", ["ssd_300_vgg_coco", "ssd_512_vgg_coco"])
+def test_vgg_coco_matches_opencv(tmp_path, tmp_path_factory, grace_hopper, model_name):
     """The Caffe COCO release layout: 81 classes, ssd_coco.py's PriorBox sizes, labelmap_coco's names."""
-    net, convs = caffe_writer.vgg_ssd_net("ssd_300_vgg_coco", num_classes=81)
+    net, convs = caffe_writer.vgg_ssd_net(model_name, num_classes=81)
     weights = caffe_writer.vgg_ssd_weights(convs, seed=5)
-    prototxt, caffemodel = caffe_writer.write_model(tmp_path_factory.mktemp("coco300"), "ssd_300_vgg_coco", net,
-                                                    weights)
+    prototxt, caffemodel = caffe_writer.write_model(tmp_path_factory.mktemp(model_name), model_name, net, weights)
     labelmap = write_labelmap(tmp_path / "labelmap_coco.prototxt")
-    out = _convert_and_compare("ssd_300_vgg_coco", tmp_path, grace_hopper, None, num_classes=81,
+    out = _convert_and_compare(model_name, tmp_path, grace_hopper, None, num_classes=81,
                                model={"prototxt": prototxt, "caffemodel": caffemodel},
                                extra=[f"--labelmap_path={labelmap}"])
     with open(out / "ssd_config.json") as f:
         config = json.load(f)
     from nets import nets_factory
-    assert config["model_name"] == "ssd_300_vgg_coco" and config["num_classes"] == 81
+    assert config["model_name"] == model_name and config["num_classes"] == 81
     assert config["class_names"] == COCO_NAMES and config["coco_category_ids"] == COCO_IDS
-    assert config["params"] == json.loads(json.dumps(nets_factory.get_params("ssd_300_vgg_coco").to_dict()))
+    # The prototxt's PriorBox sizes (caffe_writer's, from ssd_coco.py's rule) become params equal to the defaults.
+    assert config["params"] == json.loads(json.dumps(nets_factory.get_params(model_name).to_dict()))
 
 
 def test_bad_labelmap(tmp_path, vgg_ssd_model, capsys):
