@@ -3,6 +3,9 @@
     python caffe_to_tensorflow.py --model_name=ssd_300_vgg --num_classes=21 \\
         --caffemodel_path=VGG_VOC0712_SSD_300x300_iter_120000.caffemodel [--prototxt_path=deploy.prototxt] \\
         --output_dir=./checkpoints/ssd_300_vgg
+    python caffe_to_tensorflow.py --model_name=ssd_300_vgg_coco --labelmap_path=labelmap_coco.prototxt \\
+        --caffemodel_path=VGG_coco_SSD_300x300_iter_400000.caffemodel --prototxt_path=deploy.prototxt \\
+        --output_dir=./checkpoints/ssd_300_vgg_coco
     python caffe_to_tensorflow.py --model_name=caffe_ssd --caffemodel_path=M.caffemodel \\
         --prototxt_path=deploy.prototxt --mean_values=104,177,123 --output_dir=./checkpoints/face
 
@@ -21,7 +24,7 @@ from common import fileio  # noqa: E402
 from common.errors import CaffeModelError, ConfigError, run_main  # noqa: E402
 from datasets.voc_classes import VOC_CLASSES  # noqa: E402
 
-VGG_MODELS = ("ssd_300_vgg", "ssd_512_vgg")
+VGG_MODELS = ("ssd_300_vgg", "ssd_512_vgg", "ssd_300_vgg_coco", "ssd_512_vgg_coco")
 CAFFE_SSD = "caffe_ssd"
 VGG_MEAN_BGR = (104.0, 117.0, 123.0)
 CHECKPOINT_NAME = "model.ckpt"
@@ -48,6 +51,9 @@ def parse_args(argv):
                         help="the channel order the Caffe model was trained with")
     parser.add_argument("--class_names", default=None, help="comma-separated names of labels 1..N")
     parser.add_argument("--labels_file", default=None, help="file with the names of labels 1..N, one a line")
+    parser.add_argument("--labelmap_path", default=None,
+                        help="the Caffe SSD label map (e.g. labelmap_coco.prototxt): class names from its "
+                             "display_name, and COCO category ids from its name fields")
     return parser.parse_args(argv)
 
 
@@ -70,7 +76,9 @@ def _mean_rgb(args, caffe_net):
 
 def _class_names(args, num_classes):
     names = None
-    if args.labels_file:
+    if args.labelmap_path:
+        names, _ = reader.read_labelmap(args.labelmap_path, num_classes)
+    elif args.labels_file:
         from datasets.voc_to_tfrecords import read_labels_file
         names = list(read_labels_file(args.labels_file))
     elif args.class_names:
@@ -106,6 +114,10 @@ def _convert_vgg(args, caffe_net, blobs):
     config = nets_factory.default_config(args.model_name, params.num_classes)
     config.update(params=params.to_dict(), post_processing=post,
                   class_names=_class_names(args, params.num_classes), mean_rgb=_mean_rgb(args, caffe_net))
+    if args.labelmap_path:
+        _, ids = reader.read_labelmap(args.labelmap_path, params.num_classes)
+        if ids is not None:
+            config["coco_category_ids"] = ids
 
     def fill(variable_shapes):
         return vgg_mapping.variables_from_caffemodel(args.model_name, params, blobs, variable_shapes,
@@ -170,7 +182,9 @@ def convert(args):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    for path in (args.caffemodel_path, args.prototxt_path):
+    if sum(bool(x) for x in (args.labelmap_path, args.labels_file, args.class_names)) > 1:
+        raise ConfigError(None, "give at most one of --labelmap_path, --labels_file and --class_names")
+    for path in (args.caffemodel_path, args.prototxt_path, args.labelmap_path):
         if path and not os.path.isfile(path):
             raise ConfigError(path, "no such file")
     config, count = convert(args)

@@ -27,6 +27,14 @@ project's TFRecords or from a VOC folder:
 Results files: `<detections_path>/comp4_det_<split>_<class>.txt`, one `<image_id> <score> <xmin> <ymin>
 <xmax> <ymax>` a line, 1-based pixels. Both modes print the per-class table; write `--output_json`, and
 into `--eval_dir` a precision-recall plot per class, a summary chart and TensorBoard scalars.
+
+COCO AP (`--metric=coco`, COCOeval bbox: the 12 statistics and per-class AP; docs/coco.md):
+
+    python eval_ssd_network.py --metric=coco --checkpoint_path=checkpoints/ssd_300_vgg_coco --dataset_dir=tfrecords/ \
+        --dataset_name=coco --dataset_split_name=coco_2017_val --coco_annotations=instances_val2017.json \
+        --eval_dir=eval/          # writes eval/detections_coco_2017_val.json, then scores it
+    python eval_ssd_network.py --metric=coco --coco_annotations=instances_val2017.json \
+        --detections_path=results.json --output_json=metrics.json     # no TensorFlow graph
 """
 import argparse
 import os
@@ -47,7 +55,13 @@ def build_parser():
     p = _ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                         epilog=__doc__.split("\n", 1)[1])
     p.add_argument("--detections_path",
-                   help="scoring mode: directory of VOC results files comp4_det_<split>_<class>.txt")
+                   help="scoring mode: directory of VOC results files comp4_det_<split>_<class>.txt (with "
+                        "--metric=coco: a COCO results JSON)")
+    p.add_argument("--metric", default="voc", choices=["voc", "coco"],
+                   help="voc: the devkit's VOC07/VOC12 AP; coco: COCOeval's 12 box statistics (default %(default)s)")
+    p.add_argument("--coco_annotations", help="--metric=coco: the ground truth, an instances_<split>.json")
+    p.add_argument("--coco_backend", default="auto", choices=["auto", "pycocotools", "faster_coco_eval"],
+                   help="--metric=coco: COCOeval implementation (default %(default)s: faster_coco_eval if installed)")
     p.add_argument("--checkpoint_path",
                    help="model mode: a checkpoint prefix, or a directory (its latest checkpoint)")
     p.add_argument("--dataset_dir", help="directory of the converted TFRecords and their metadata (ground truth "
@@ -114,6 +128,17 @@ def load_ground_truth(args):
     return ground_truth.ground_truth_from_records(list(dataset.files), dataset.class_names), args.dataset_split_name
 
 
+def coco_scoring_mode(args):
+    """Scores a COCO results JSON against --coco_annotations; TensorFlow is not imported (unless
+    --eval_dir asks for TensorBoard scalars)."""
+    from evaluation import coco_metric, coco_report
+
+    evaluation = coco_metric.evaluate_coco(args.coco_annotations, args.detections_path, backend=args.coco_backend)
+    coco_report.report_coco(evaluation, eval_dir=args.eval_dir, output_json=args.output_json,
+                            global_step=args.global_step)
+    return 0
+
+
 def scoring_mode(args):
     from evaluation import report, voc_metric, voc_results
 
@@ -164,6 +189,7 @@ class _CheckpointRunner:
         self.dataset = dataset
         self.evaluator = None
         self.config = None
+        self.coco_ground_truth = None  # --metric=coco: the checked annotations dict
 
     def evaluator_for(self, checkpoint):
         from evaluation import model_eval
@@ -201,6 +227,8 @@ class _CheckpointRunner:
         print(f"{result.num_images} images in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s)"
               + (f", global step {step}" if step is not None else ""), flush=True)
         split = a.dataset_split_name
+        if a.metric == "coco":
+            return self.evaluate_coco(result, split, step if a.global_step is None else a.global_step)
         results_dir = os.path.join(a.eval_dir, RESULTS_SUBDIR)
         voc_results.write_results(results_dir, split, result.detections, self.dataset.class_names)
         # Scored from the files just written: the figures are exactly what scoring mode (or the devkit)
@@ -211,6 +239,23 @@ class _CheckpointRunner:
         print(f"results files: {os.path.join(results_dir, voc_results.results_filename(split, '<class>'))}")
         report.report_evaluation(evaluation, eval_dir=a.eval_dir, output_json=a.output_json,
                                  global_step=step if a.global_step is None else a.global_step)
+        return evaluation
+
+    def evaluate_coco(self, result, split, step):
+        """The model's detections -> <eval_dir>/detections_<split>.json, scored from that file against
+        --coco_annotations on the images evaluated."""
+        from evaluation import coco_metric, coco_report, coco_results
+
+        a = self.args
+        detections = coco_results.model_detections(result.detections, self.dataset.class_names,
+                                                   self.dataset.category_ids)
+        path = os.path.join(a.eval_dir, coco_results.results_filename(split))
+        coco_results.write_results(path, detections)
+        print(f"COCO results file: {path} ({len(detections)} detections)")
+        image_ids = [int(i) for i in result.ground_truth.image_ids]
+        evaluation = coco_metric.evaluate_coco(self.coco_ground_truth, path, image_ids=image_ids,
+                                                backend=a.coco_backend, source=a.coco_annotations)
+        coco_report.report_coco(evaluation, eval_dir=a.eval_dir, output_json=a.output_json, global_step=step)
         return evaluation
 
     def close(self):
@@ -232,6 +277,13 @@ def model_mode(args):
     except ValueError as err:  # an unknown dataset name
         raise ConfigError(None, str(err)) from None
     runner = _CheckpointRunner(args, dataset)
+    if args.metric == "coco":  # before the model runs: a bad annotations file or non-COCO records fail now
+        from evaluation import coco_metric
+
+        if dataset.category_ids is None:
+            raise ConfigError(None, f"--metric=coco needs COCO records (--dataset_name=coco, coco_2017 or "
+                                    f"coco_2014), not {args.dataset_name}")
+        runner.coco_ground_truth = coco_metric.read_ground_truth(args.coco_annotations)
     try:
         if not args.wait_for_checkpoints:
             runner.evaluate(checkpoint)
@@ -273,6 +325,16 @@ def main(argv=None):
                                 "(model mode)")
     if not 0.0 < args.matching_threshold <= 1.0:
         raise ConfigError(None, f"--matching_threshold must be in (0, 1], got {args.matching_threshold}")
+    if args.metric == "coco":
+        if not args.coco_annotations:
+            raise ConfigError(None, "--metric=coco needs --coco_annotations (the instances JSON of the split)")
+        if args.detections_path:
+            if args.voc_dir or args.dataset_dir:
+                raise ConfigError(None, "--metric=coco scoring mode reads the ground truth from --coco_annotations "
+                                        "alone (no --voc_dir or --dataset_dir)")
+            return coco_scoring_mode(args)
+    elif args.coco_annotations:
+        raise ConfigError(None, "--coco_annotations goes with --metric=coco")
     if args.detections_path:
         if bool(args.voc_dir) == bool(args.dataset_dir):
             raise ConfigError(None, "scoring mode needs ground truth from exactly one of --voc_dir and --dataset_dir")

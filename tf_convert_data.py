@@ -1,10 +1,13 @@
-"""Converts a Pascal VOC-layout folder into TFRecord shards plus a metadata file.
+"""Converts a Pascal VOC-layout folder, or a COCO instances JSON with its images, into TFRecord shards
+plus a metadata file.
 
     python tf_convert_data.py --dataset_name=pascalvoc --dataset_dir=VOCdevkit/VOC2007/ \\
         --output_name=voc_2007_test --output_dir=./tfrecords --split=test
+    python tf_convert_data.py --dataset_name=coco --annotations_file=annotations/instances_val2017.json \\
+        --images_dir=val2017/ --output_name=coco_2017_val --output_dir=./tfrecords
 
 Writes <output_name>_000.tfrecord, _001, ... and <output_name>_metadata.json (see
-datasets/voc_to_tfrecords.py). Strict by default: the first invalid image or annotation stops the run with
+datasets/voc_to_tfrecords.py and datasets/coco_to_tfrecords.py). Strict by default: the first invalid image or annotation stops the run with
 `error: <file>: <reason>`, exit status 1, and nothing written; --skip_invalid converts the rest and lists
 every skipped file.
 """
@@ -17,9 +20,13 @@ from common.errors import ConfigError, run_main
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset_name", default="pascalvoc", choices=["pascalvoc"],
-                        help="the input layout: pascalvoc (Annotations/, JPEGImages/, ImageSets/Main/)")
-    parser.add_argument("--dataset_dir", required=True, help="the VOC folder, e.g. VOCdevkit/VOC2007/")
+    parser.add_argument("--dataset_name", default="pascalvoc", choices=["pascalvoc", "coco"],
+                        help="the input layout: pascalvoc (Annotations/, JPEGImages/, ImageSets/Main/) or coco "
+                             "(an instances JSON and its image folder)")
+    parser.add_argument("--dataset_dir", default=None, help="pascalvoc: the VOC folder, e.g. VOCdevkit/VOC2007/")
+    parser.add_argument("--annotations_file", default=None,
+                        help="coco: the instances JSON, e.g. annotations/instances_val2017.json")
+    parser.add_argument("--images_dir", default=None, help="coco: the folder of its images, e.g. val2017/")
     parser.add_argument("--output_name", required=True,
                         help="prefix of the output files, e.g. voc_2007_test (the name dataset_factory reads)")
     parser.add_argument("--output_dir", default="./tfrecords", help="where the shards and metadata go")
@@ -33,6 +40,14 @@ def parse_args(argv):
     parser.add_argument("--labels_file", default=None,
                         help="class names, one a line (labels 1..N in order); default: the 20 VOC classes")
     args = parser.parse_args(argv)
+    needed = ("annotations_file", "images_dir") if args.dataset_name == "coco" else ("dataset_dir",)
+    for flag in needed:
+        if not getattr(args, flag):
+            raise ConfigError(f"--{flag}", f"required with --dataset_name={args.dataset_name}")
+    others = {"coco": ("dataset_dir", "split", "labels_file"), "pascalvoc": ("annotations_file", "images_dir")}
+    for flag in others[args.dataset_name]:
+        if getattr(args, flag):
+            raise ConfigError(f"--{flag}", f"does not apply to --dataset_name={args.dataset_name}")
     if args.samples_per_file < 1:
         raise ConfigError("--samples_per_file", f"must be >= 1, got {args.samples_per_file}")
     if args.num_threads < 1:
@@ -46,28 +61,34 @@ def main(argv=None):
     args = parse_args(argv)
     # Imported here so that --help and flag errors answer without TensorFlow's start-up time.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from datasets import voc_to_tfrecords
+    from datasets import coco_to_tfrecords, tfrecord_writer, voc_to_tfrecords
     from datasets.voc_classes import VOC_CLASSES
 
-    class_names = voc_to_tfrecords.read_labels_file(args.labels_file) if args.labels_file else VOC_CLASSES
     start = time.time()
 
     def progress(done, total):
         if done % 500 == 0 or done == total:
             rate = done / max(time.time() - start, 1e-9)
-            print(f"{done}/{total} images processed ({rate:.1f} images/s)", flush=True)
+            print(f"{done}/{total} images processed ({rate:.1f} images/s, {(total - done) / rate:.0f} s left)",
+                  flush=True)
 
-    metadata = voc_to_tfrecords.convert_voc(
-        args.dataset_dir, args.output_dir, args.output_name, split=args.split, class_names=class_names,
-        samples_per_file=args.samples_per_file, num_threads=args.num_threads,
-        skip_invalid=args.skip_invalid, progress_fn=progress)
+    common = dict(samples_per_file=args.samples_per_file, num_threads=args.num_threads,
+                  skip_invalid=args.skip_invalid, progress_fn=progress)
+    if args.dataset_name == "coco":
+        metadata = coco_to_tfrecords.convert_coco(args.annotations_file, args.images_dir, args.output_dir,
+                                                  args.output_name, **common)
+    else:
+        class_names = voc_to_tfrecords.read_labels_file(args.labels_file) if args.labels_file else VOC_CLASSES
+        metadata = voc_to_tfrecords.convert_voc(args.dataset_dir, args.output_dir, args.output_name,
+                                                split=args.split, class_names=class_names, **common)
     for item in metadata["skipped"]:
         print(f"skipped: {item['file']}: {item['reason']}")
     print(f"wrote {metadata['num_examples']} images ({metadata['num_objects']} objects, "
-          f"{metadata['num_difficult']} difficult) of {len(class_names)} classes in "
+          f"{metadata['num_difficult']} {'crowd' if args.dataset_name == 'coco' else 'difficult'}) of "
+          f"{len(metadata['class_names'])} classes in "
           f"{len(metadata['shards'])} shards, skipped {len(metadata['skipped'])}, "
           f"in {time.time() - start:.1f} s:")
-    for name in metadata["shards"] + [voc_to_tfrecords.metadata_name(args.output_name)]:
+    for name in metadata["shards"] + [tfrecord_writer.metadata_name(args.output_name)]:
         print(f"  {os.path.join(args.output_dir, name)}")
     return 0
 

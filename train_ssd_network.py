@@ -25,6 +25,8 @@ from common.errors import ConfigError, run_main
 
 DATASETS = ("pascalvoc_2007", "pascalvoc_2012", "pascalvoc_0712", "voc_custom")
 MODELS = ("ssd_300_vgg", "ssd_300_vgg_lite", "ssd_512_vgg")
+DATASETS += ("coco", "coco_2017", "coco_2014")  # datasets/coco.py
+MODELS += ("ssd_300_vgg_coco", "ssd_512_vgg_coco")  # the Caffe COCO models' anchors, 81 classes
 OPTIMIZERS = ("adadelta", "adagrad", "adam", "ftrl", "momentum", "sgd", "rmsprop")
 DECAY_TYPES = ("exponential", "fixed", "polynomial", "piecewise", "multistep")
 
@@ -99,6 +101,9 @@ def parse_args(argv):
     c("--checkpoint_model_scope", default=None,
       help="scope of the model in the checkpoint, e.g. vgg_16 for a TF-Slim ImageNet checkpoint")
     c("--checkpoint_exclude_scopes", default=None, help="comma-separated scopes (or globs) not restored")
+    c("--checkpoint_class_map", default=None,
+      help="class heads from the checkpoint's matching classes: coco_to_voc (Caffe's coco_voc_map.txt by name) "
+           "or a file of from,to,name lines (checkpoint label, model label, model class name)")
     c("--trainable_scopes", default=None, help="comma-separated scopes to train (default: everything)")
     c("--ignore_missing_vars", type=_bool, nargs="?", const=True, default=False,
       help="start variables the checkpoint lacks from their initialisation instead of failing")
@@ -145,6 +150,8 @@ def parse_args(argv):
     if args.checkpoint_path is not None and not os.path.exists(args.checkpoint_path) \
             and not os.path.exists(args.checkpoint_path + ".index"):
         raise ConfigError(args.checkpoint_path, "no such checkpoint or directory (--checkpoint_path)")
+    if args.checkpoint_class_map and not args.checkpoint_path:
+        raise ConfigError("--checkpoint_class_map", "goes with --checkpoint_path (the checkpoint it maps from)")
     return args
 
 
@@ -213,9 +220,16 @@ def main(argv=None):
 
     warm_start = None
     if args.checkpoint_path:
+        checkpoint = model_config.resolve_checkpoint(args.checkpoint_path)
+        class_map = None
+        if args.checkpoint_class_map:
+            source = model_config.load_model_config(checkpoint) if os.path.isfile(
+                model_config.config_path(checkpoint)) else {}
+            class_map = checkpoint_init.read_class_map(args.checkpoint_class_map, dataset.class_names,
+                                                       source.get("class_names"), source.get("num_classes"))
         warm_start = trainer.WarmStart(
-            model_config.resolve_checkpoint(args.checkpoint_path), args.checkpoint_model_scope,
-            checkpoint_init.parse_scopes(args.checkpoint_exclude_scopes), args.ignore_missing_vars)
+            checkpoint, args.checkpoint_model_scope,
+            checkpoint_init.parse_scopes(args.checkpoint_exclude_scopes), args.ignore_missing_vars, class_map)
     options = trainer.TrainOptions(
         train_dir=args.train_dir, batch_size=args.batch_size, max_number_of_steps=args.max_number_of_steps,
         log_every_n_steps=args.log_every_n_steps, save_interval_secs=args.save_interval_secs,

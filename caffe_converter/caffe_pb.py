@@ -266,6 +266,18 @@ message DetectionOutputParameter {
   optional string save_file = 12;
 }
 
+// The SSD fork's label map (data/coco/labelmap_coco.prototxt): name (COCO's category id for COCO),
+// label (the model's class index), display_name (the class name).
+message LabelMapItem {
+  optional string name = 1;
+  optional int32 label = 2;
+  optional string display_name = 3;
+}
+
+message LabelMap {
+  repeated LabelMapItem item = 1;
+}
+
 message NormalizeParameter {
   optional bool across_spatial = 1 [default = true];
   optional FillerParameter scale_filler = 2;
@@ -393,4 +405,5 @@ V1LayerParameter = _message_class("V1LayerParameter")
 PriorBoxParameter = _message_class("PriorBoxParameter")
 DetectionOutputParameter = _message_class("DetectionOutputParameter")
 NormalizeParameter = _message_class("NormalizeParameter")
+LabelMap = _message_class("LabelMap")
 DESCRIPTOR_POOL = _POOL

@@ -185,3 +185,29 @@ def mean_values(net):
     found = [tuple(l.transform_param.mean_value) for l in (net.layer if net.layer else net.layers)
              if l.HasField("transform_param") and len(l.transform_param.mean_value) == 3]
     return found[0] if found and all(f == found[0] for f in found) else None
+
+
+def read_labelmap(path, num_classes=None):
+    """An SSD label map prototxt (labelmap_coco.prototxt, labelmap_voc.prototxt) -> (names, ids).
+
+    names: the display_name (else the name) of labels 1..N in label order (label 0, the background, is left
+    out); ids: the items' `name` fields as ints when they all are (COCO's category ids in the COCO label
+    map), else None. Labels must be 0..N without gaps or repeats; with num_classes, N + 1 must equal it.
+    """
+    labelmap = caffe_pb.LabelMap()
+    try:
+        text_format.Merge(read_prototxt_text(path), labelmap, allow_unknown_field=True)
+    except text_format.ParseError as err:
+        raise CaffeModelError(path, f"not a valid label map: {err}") from None
+    items = sorted(labelmap.item, key=lambda item: item.label)
+    labels = [item.label for item in items]
+    if labels != list(range(len(items))) or not items:
+        raise CaffeModelError(path, f"labels must be 0..N, each once (got {labels[:10]}{'...' if len(labels) > 10 else ''})")
+    if num_classes is not None and len(items) != num_classes:
+        raise CaffeModelError(path, f"{len(items)} labels (background included), the model has {num_classes} classes")
+    names = [item.display_name or item.name for item in items[1:]]
+    try:
+        ids = [int(item.name) for item in items[1:]]
+    except ValueError:
+        ids = None
+    return names, ids

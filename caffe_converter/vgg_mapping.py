@@ -24,7 +24,10 @@ FEATURE_BLOCKS = collections.OrderedDict([
     ("conv1_2", "block1"), ("conv2_2", "block2"), ("conv3_3", "block3"), ("conv4_3", "block4"),
     ("conv5_3", "block5"), ("fc6", "block6"), ("fc7", "block7"), ("conv6_2", "block8"), ("conv7_2", "block9"),
     ("conv8_2", "block10"), ("conv9_2", "block11"), ("conv10_2", "block12")])
-EXTRA_BLOCKS = {"ssd_300_vgg": ssd_vgg_300.EXTRA_BLOCKS_300, "ssd_512_vgg": ssd_vgg_512.EXTRA_BLOCKS_512}
+EXTRA_BLOCKS = {"ssd_300_vgg": ssd_vgg_300.EXTRA_BLOCKS_300, "ssd_512_vgg": ssd_vgg_512.EXTRA_BLOCKS_512,
+                "ssd_300_vgg_coco": ssd_vgg_300.EXTRA_BLOCKS_300, "ssd_512_vgg_coco": ssd_vgg_512.EXTRA_BLOCKS_512}
+# The variable scope of each network (the COCO models are the VOC networks with other parameters).
+SCOPES = {"ssd_300_vgg_coco": "ssd_300_vgg", "ssd_512_vgg_coco": "ssd_512_vgg"}
 
 
 def base_layers(model_name):
@@ -173,7 +176,7 @@ def variables_from_caffemodel(model_name, params, blobs, variable_shapes, path, 
 
     variable_shapes: {name: shape} of the built network's variables; every one must be filled and fit.
     """
-    scope = scope or model_name
+    scope = scope or SCOPES.get(model_name, model_name)
     mapping = [(caffe, f"{scope}/{project}") for caffe, project, _ in base_layers(model_name)
                if f"{scope}/{project}/weights" in variable_shapes]
     for i, block in enumerate(params.feat_layers):

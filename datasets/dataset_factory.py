@@ -5,7 +5,8 @@
 
 Names (`datasets_map`): pascalvoc_2007 (train, val, trainval, test), pascalvoc_2012 (train, val, trainval),
 pascalvoc_0712 (trainval = voc_2007_trainval + voc_2012_trainval) and voc_custom (the split name is the
-converter's --output_name; classes from its metadata). Sizes and class names are read from the
+converter's --output_name; classes from its metadata); coco (any converted COCO split by its output name),
+coco_2017 and coco_2014 (datasets/coco.py). Sizes and class names are read from the
 converter's metadata files (datasets/voc_to_tfrecords.py), never from constants.
 """
 import dataclasses
@@ -15,12 +16,14 @@ import types
 import typing
 
 from common.errors import DatasetError
-from datasets import pascalvoc
+from datasets import coco, pascalvoc
 from datasets.tfrecord_decoder import parse_example, parse_example_no_image
-from datasets.voc_to_tfrecords import metadata_name, read_labels_file
+from datasets.tfrecord_writer import metadata_name
+from datasets.voc_to_tfrecords import read_labels_file
 
 datasets_map = {d.name: d for d in (
-    pascalvoc.pascalvoc_2007, pascalvoc.pascalvoc_2012, pascalvoc.pascalvoc_0712, pascalvoc.voc_custom)}
+    pascalvoc.pascalvoc_2007, pascalvoc.pascalvoc_2012, pascalvoc.pascalvoc_0712, pascalvoc.voc_custom,
+    coco.coco, coco.coco_2017, coco.coco_2014)}
 
 ITEMS_TO_DESCRIPTIONS = types.MappingProxyType({
     "image": "A color image of varying height and width, uint8 RGB [H, W, 3].",
@@ -52,6 +55,7 @@ class DatasetDescription:
     items_to_descriptions: typing.Mapping
     decode_fn: typing.Callable = parse_example                    # serialized Example -> dict, with image
     decode_no_image_fn: typing.Callable = parse_example_no_image  # ... ground truth only
+    category_ids: typing.Optional[tuple] = None  # COCO records: the COCO category id of labels 1..N
 
 
 def read_metadata(dataset_dir, output_name):
@@ -117,10 +121,19 @@ def get_dataset(name, split_name, dataset_dir, labels_file=None):
         if expected != class_names:
             raise DatasetError(labels_file, f"class names {list(expected)} differ from those the records were "
                                             f"written with ({first}: {list(class_names)})")
+    category_ids = None
+    if getattr(definition, "coco", False):
+        category_ids = metadatas[0].get("coco_category_ids")
+        for output_name, metadata in zip(record_sets, metadatas):
+            if metadata.get("coco_category_ids") != category_ids or not isinstance(category_ids, list):
+                raise DatasetError(os.path.join(dataset_dir, metadata_name(output_name)),
+                                   f"not COCO records, or other COCO categories than {record_sets[0]}'s "
+                                   f"(write them with tf_convert_data.py --dataset_name=coco)")
+        category_ids = tuple(category_ids)
     files = tuple(os.path.join(dataset_dir, shard) for metadata in metadatas for shard in metadata["shards"])
     return DatasetDescription(
         name=name, split_name=split_name, dataset_dir=dataset_dir, record_sets=record_sets, files=files,
         num_samples=sum(m["num_examples"] for m in metadatas),
         num_objects=sum(m["num_objects"] for m in metadatas),
         num_classes=len(class_names) + 1, class_names=class_names,
-        items_to_descriptions=ITEMS_TO_DESCRIPTIONS)
+        items_to_descriptions=ITEMS_TO_DESCRIPTIONS, category_ids=category_ids)

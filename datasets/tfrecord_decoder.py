@@ -11,6 +11,14 @@ One tf.train.Example per image, written by datasets/voc_to_tfrecords.py:
     image/object/bbox/label_text                bytes  the class names
     image/object/bbox/difficult, truncated      int64  as written in the XML (absent tag: 0)
 
+COCO records (datasets/coco_to_tfrecords.py) have the same features (filename: the COCO image id as
+text; difficult = iscrowd, as Caffe SSD's ReadJSONToAnnotatedDatum; truncated 0) plus:
+
+    image/id                   int64  the COCO image id
+    image/object/category_id   int64  COCO's own (non-contiguous) category id of each box
+    image/object/iscrowd       int64  COCO's iscrowd
+    image/object/area          float  COCO's area (of the segmentation, in pixels)
+
 `parse_example(serialized)` returns the decoded image with its ground truth, `parse_example_encoded` the
 still-encoded bytes with it, `parse_example_no_image` the ground truth alone (for evaluation). All work
 inside tf.data's `map` and in graph mode.
@@ -31,6 +39,10 @@ LABEL = "image/object/bbox/label"
 LABEL_TEXT = "image/object/bbox/label_text"
 DIFFICULT = "image/object/bbox/difficult"
 TRUNCATED = "image/object/bbox/truncated"
+IMAGE_ID = "image/id"
+CATEGORY_ID = "image/object/category_id"
+ISCROWD = "image/object/iscrowd"
+AREA = "image/object/area"
 
 _HEADER_FEATURES = {
     FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="jpeg"),

@@ -29,40 +29,20 @@ Output, `output_dir` (files appear together, only once all are complete; see com
 Dataset definitions (datasets/dataset_factory.py) take split sizes and class names from this file.
 """
 import collections
-import concurrent.futures
 import dataclasses
-import io
-import itertools
-import json
 import math
 import os
-import re
 
 import numpy as np
-import tensorflow as tf
-from PIL import Image, UnidentifiedImageError
 
 from common.errors import DatasetError
-from common.fileio import staging_dir
 from datasets import tfrecord_decoder as fmt
+from datasets.tfrecord_writer import (  # noqa: F401 (shard_name, metadata_name, inspect_image: re-exported)
+    bytes_feature, check_writer_args, example, floats, inspect_image, int64s, metadata_name, ordered_map, read_image_file,
+    shard_name, write_shards)
 from datasets.pixel_boxes import voc_to_relative
 from datasets.voc_classes import VOC_CLASSES
 from datasets.voc_xml import read_voc_annotation
-
-FORMAT_VERSION = 1
-# Pillow modes whose files TF's decode_jpeg / decode_png turn into RGB, with the file's channel count.
-_JPEG_MODES = {"L": 1, "RGB": 3, "CMYK": 4}
-_PNG_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "P": 3, "LA": 2, "RGB": 3, "RGBA": 4}
-_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
-def shard_name(output_name, index):
-    return f"{output_name}_{index:03d}.tfrecord"
-
-
-def metadata_name(output_name):
-    return f"{output_name}_metadata.json"
-
 
 def read_labels_file(path):
     """A labels file -> tuple of class names (labels 1..N in file order).
@@ -134,37 +114,6 @@ class VOCSample:
     annotation: object  # datasets.voc_xml.VOCAnnotation
 
 
-def inspect_image(path, data):
-    """Decodes `data` completely; returns (format, width, height, channels) or raises DatasetError.
-
-    A full Pillow decode catches missing or corrupt scan data; the end-marker check catches files cut
-    after the last scan line (no JPEG EOI after the last SOS, no PNG IEND chunk), which Pillow accepts but
-    TF's decoder may reject at training time.
-    """
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind, (width, height), mode = image.format, image.size, image.mode
-            if kind not in ("JPEG", "PNG"):
-                raise DatasetError(path, f"unsupported image format {kind} (JPEG or PNG expected)")
-            image.load()
-    except UnidentifiedImageError:
-        raise DatasetError(path, "not a JPEG or PNG image") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DatasetError(path, f"corrupt image ({err})") from None
-    if kind == "JPEG":
-        last_scan = data.rfind(b"\xff\xda")
-        if last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0:
-            raise DatasetError(path, "truncated JPEG (no end-of-image marker)")
-        channels = _JPEG_MODES.get(mode)
-    else:
-        if data.rfind(_PNG_IEND) < 0:
-            raise DatasetError(path, "truncated PNG (no IEND chunk)")
-        channels = _PNG_CHANNELS.get(mode)
-    if channels is None:
-        raise DatasetError(path, f"unsupported {kind} pixel mode {mode}")
-    return kind.lower(), width, height, channels
-
-
 def check_annotation(xml_path, annotation, class_names):
     """Raises DatasetError naming `xml_path` for an unknown class or a box outside the XML's <size>."""
     width, height = annotation.width, annotation.height
@@ -196,28 +145,11 @@ def load_sample(dataset_dir, image_id, class_names):
     elif not os.path.isfile(image_path):
         also = f" (nor {named}, the annotation's <filename>)" if named and named != image_path else ""
         raise DatasetError(image_path, f"missing image file{also}")
-    try:
-        with open(image_path, "rb") as f:
-            encoded = f.read()
-    except OSError as err:
-        raise DatasetError(image_path, f"cannot read image ({err.strerror or err})") from None
-    kind, width, height, channels = inspect_image(image_path, encoded)
+    encoded, kind, width, height, channels = read_image_file(image_path)
     if (width, height) != (annotation.width, annotation.height):
         raise DatasetError(xml_path, f"<size> is {annotation.width}x{annotation.height} but the image "
                                      f"{image_path} is {width}x{height}")
     return VOCSample(image_id, image_path, encoded, kind, height, width, channels, annotation)
-
-
-def _int64s(values):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
-
-
-def _floats(values):
-    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
-
-
-def _bytes(values):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
 
 
 def sample_to_example(sample, class_names):
@@ -227,39 +159,20 @@ def sample_to_example(sample, class_names):
     pixel = np.array([[o.xmin, o.ymin, o.xmax, o.ymax] for o in objects], np.float64).reshape(-1, 4)
     rel = voc_to_relative(pixel, sample.height, sample.width)  # [G, 4] ymin, xmin, ymax, xmax
     feature = {
-        fmt.ENCODED: _bytes([sample.encoded]),
-        fmt.FORMAT: _bytes([sample.image_format.encode()]),
-        fmt.FILENAME: _bytes([sample.image_id.encode()]),
-        fmt.HEIGHT: _int64s([sample.height]),
-        fmt.WIDTH: _int64s([sample.width]),
-        fmt.CHANNELS: _int64s([sample.channels]),
-        fmt.YMIN: _floats(rel[:, 0]), fmt.XMIN: _floats(rel[:, 1]),
-        fmt.YMAX: _floats(rel[:, 2]), fmt.XMAX: _floats(rel[:, 3]),
-        fmt.LABEL: _int64s([label[o.name] for o in objects]),
-        fmt.LABEL_TEXT: _bytes([o.name.encode() for o in objects]),
-        fmt.DIFFICULT: _int64s([o.difficult for o in objects]),
-        fmt.TRUNCATED: _int64s([o.truncated for o in objects]),
+        fmt.ENCODED: bytes_feature([sample.encoded]),
+        fmt.FORMAT: bytes_feature([sample.image_format.encode()]),
+        fmt.FILENAME: bytes_feature([sample.image_id.encode()]),
+        fmt.HEIGHT: int64s([sample.height]),
+        fmt.WIDTH: int64s([sample.width]),
+        fmt.CHANNELS: int64s([sample.channels]),
+        fmt.YMIN: floats(rel[:, 0]), fmt.XMIN: floats(rel[:, 1]),
+        fmt.YMAX: floats(rel[:, 2]), fmt.XMAX: floats(rel[:, 3]),
+        fmt.LABEL: int64s([label[o.name] for o in objects]),
+        fmt.LABEL_TEXT: bytes_feature([o.name.encode() for o in objects]),
+        fmt.DIFFICULT: int64s([o.difficult for o in objects]),
+        fmt.TRUNCATED: int64s([o.truncated for o in objects]),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-def _ordered_map(fn, items, num_threads):
-    """Yields fn(item) for items in order, computing at most a few per thread ahead of the consumer."""
-    if num_threads == 1:
-        yield from map(fn, items)
-        return
-    with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
-        items = iter(items)
-        pending = collections.deque(pool.submit(fn, x) for x in itertools.islice(items, 4 * num_threads))
-        try:
-            while pending:
-                result = pending.popleft().result()
-                for x in itertools.islice(items, 1):
-                    pending.append(pool.submit(fn, x))
-                yield result
-        finally:  # the consumer stopped early (strict failure): drop the work not yet started
-            for future in pending:
-                future.cancel()
+    return example(feature)
 
 
 def convert_voc(dataset_dir, output_dir, output_name, split=None, class_names=VOC_CLASSES,
@@ -274,13 +187,7 @@ def convert_voc(dataset_dir, output_dir, output_name, split=None, class_names=VO
     class_names = tuple(class_names)
     if len(set(class_names)) != len(class_names) or not class_names:
         raise ValueError(f"class_names must be distinct and non-empty: {class_names}")
-    if samples_per_file < 1:
-        raise ValueError(f"samples_per_file must be >= 1, got {samples_per_file}")
-    num_threads = (os.cpu_count() or 1) if num_threads is None else num_threads
-    if num_threads < 1:
-        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-    if not output_name or os.path.basename(output_name) != output_name:
-        raise ValueError(f"output_name must be a plain file name prefix, got {output_name!r}")
+    num_threads = check_writer_args(output_name, samples_per_file, num_threads)
     if not os.path.isdir(dataset_dir):
         raise DatasetError(dataset_dir, "dataset directory does not exist")
     image_ids = list_image_ids(dataset_dir, split)
@@ -290,47 +197,20 @@ def convert_voc(dataset_dir, output_dir, output_name, split=None, class_names=VO
             sample = load_sample(dataset_dir, image_id, class_names)
         except DatasetError as err:
             return err
-        return sample.annotation.objects, sample_to_example(sample, class_names).SerializeToString()
+        return sample_to_example(sample, class_names).SerializeToString(), sample.annotation.objects
 
-    skipped, shards, shard_sizes = [], [], []
     counts = collections.Counter()
     per_class = dict.fromkeys(class_names, 0)
-    with staging_dir(output_dir) as stage:
-        writer = None
-        results = _ordered_map(convert_one, image_ids, num_threads)
-        try:
-            for done, result in enumerate(results, 1):
-                if isinstance(result, DatasetError):
-                    if not skip_invalid:
-                        raise result
-                    skipped.append({"file": result.path, "reason": result.reason})
-                else:
-                    objects, record = result
-                    if writer is None:
-                        shards.append(shard_name(output_name, len(shards)))
-                        shard_sizes.append(0)
-                        writer = tf.io.TFRecordWriter(os.path.join(stage, shards[-1]))
-                    writer.write(record)
-                    shard_sizes[-1] += 1
-                    if shard_sizes[-1] == samples_per_file:
-                        writer.close()
-                        writer = None
-                    counts["objects"] += len(objects)
-                    counts["difficult"] += sum(1 for o in objects if o.difficult)
-                    counts["truncated"] += sum(1 for o in objects if o.truncated)
-                    for o in objects:
-                        per_class[o.name] += 1
-                if progress_fn is not None:
-                    progress_fn(done, len(image_ids))
-        finally:
-            results.close()  # on a strict failure: cancel the images not started yet
-            if writer is not None:
-                writer.close()
-        if not shards:
-            raise DatasetError(dataset_dir, f"none of the {len(image_ids)} listed images is valid")
-        metadata = {
-            "format_version": FORMAT_VERSION,
-            "output_name": output_name,
+
+    def count(objects):
+        counts["objects"] += len(objects)
+        counts["difficult"] += sum(1 for o in objects if o.difficult)
+        counts["truncated"] += sum(1 for o in objects if o.truncated)
+        for o in objects:
+            per_class[o.name] += 1
+
+    def metadata_fields(shard_sizes):
+        return {
             "split": split or None,
             "source_dir": os.path.abspath(dataset_dir),
             "num_examples": sum(shard_sizes),
@@ -340,20 +220,8 @@ def convert_voc(dataset_dir, output_dir, output_name, split=None, class_names=VO
             "objects_per_class": per_class,
             "class_names": list(class_names),
             "num_classes": len(class_names) + 1,
-            "samples_per_file": samples_per_file,
-            "shards": shards,
-            "shard_sizes": shard_sizes,
-            "skipped": skipped,
         }
-        # Sorted into place after the shards (`_metadata` > `_NNN`): readers never see it before them.
-        with open(os.path.join(stage, metadata_name(output_name)), "w") as f:
-            f.write(json.dumps(metadata, indent=2) + "\n")
-    _remove_stale_shards(output_dir, output_name, shards)
-    return metadata
 
-
-def _remove_stale_shards(output_dir, output_name, keep):
-    pattern = re.compile(re.escape(output_name) + r"_\d{3,}\.tfrecord")
-    for name in os.listdir(output_dir):
-        if pattern.fullmatch(name) and name not in keep:
-            os.remove(os.path.join(output_dir, name))
+    return write_shards(ordered_map(convert_one, image_ids, num_threads), len(image_ids), output_dir, output_name,
+                        metadata_fields, samples_per_file=samples_per_file, skip_invalid=skip_invalid,
+                        progress_fn=progress_fn, on_record=count, source=dataset_dir)

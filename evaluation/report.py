@@ -59,10 +59,15 @@ def summary_values(evaluation):
 
 def write_summaries(eval_dir, evaluation, global_step=None):
     """Appends the mAP and per-class AP scalars to an event file in `eval_dir` at `global_step`."""
+    write_scalars(eval_dir, summary_values(evaluation), global_step)
+
+
+def write_scalars(eval_dir, values, global_step=None):
+    """Appends {tag: float} as TensorBoard scalars to an event file in `eval_dir` at `global_step`."""
     import tensorflow as tf  # TensorBoard's event files; the rest of the evaluation needs no TensorFlow
 
     summary = tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=tag, simple_value=value)
-                                          for tag, value in summary_values(evaluation).items()])
+                                          for tag, value in values.items()])
     # A FileWriter refuses eager mode; a graph context of its own makes it work from any program.
     with tf.Graph().as_default():
         writer = tf.compat.v1.summary.FileWriter(eval_dir)
@@ -79,13 +84,22 @@ def report_evaluation(evaluation, eval_dir=None, output_json=None, global_step=N
     Everything is computed before anything is written; each file is written atomically, the JSON last.
     Returns the JSON document.
     """
-    document = evaluation_json(evaluation)
-    print_fn(format_table(evaluation))
+    return write_report(evaluation_json(evaluation), format_table(evaluation), eval_dir, output_json,
+                        plot_fn=(lambda d: plots.write_plots(evaluation, d)) if write_plots else None,
+                        scalars=summary_values(evaluation) if summaries else None, global_step=global_step,
+                        print_fn=print_fn)
+
+
+def write_report(document, text, eval_dir=None, output_json=None, plot_fn=None, scalars=None, global_step=None,
+                 print_fn=print):
+    """Prints `text`; into `eval_dir` plot_fn(eval_dir)'s plots and the `scalars` {tag: value}; then writes
+    `document` to `output_json`, last: its presence means the whole report was written. Returns it."""
+    print_fn(text)
     if eval_dir:
-        if write_plots:
-            plots.write_plots(evaluation, eval_dir)
-        if summaries:
-            write_summaries(eval_dir, evaluation, global_step)
-    if output_json:  # last: its presence means the whole report was written
+        if plot_fn is not None:
+            plot_fn(eval_dir)
+        if scalars is not None:
+            write_scalars(eval_dir, scalars, global_step)
+    if output_json:
         write_json(output_json, document)
     return document

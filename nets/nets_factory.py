@@ -19,12 +19,16 @@ networks_map = {
     "ssd_300_vgg": ssd_vgg_300.ssd_300_vgg,
     "ssd_300_vgg_lite": ssd_vgg_300.ssd_300_vgg_lite,
     "ssd_512_vgg": ssd_vgg_512.ssd_512_vgg,
+    "ssd_300_vgg_coco": ssd_vgg_300.ssd_300_vgg_coco,  # the Caffe COCO models' anchors, 81 classes
+    "ssd_512_vgg_coco": ssd_vgg_512.ssd_512_vgg_coco,
 }
 
 arg_scopes_map = {
     "ssd_300_vgg": ssd_vgg_300.ssd_arg_scope,
     "ssd_300_vgg_lite": ssd_vgg_300.ssd_arg_scope,
     "ssd_512_vgg": ssd_vgg_300.ssd_arg_scope,
+    "ssd_300_vgg_coco": ssd_vgg_300.ssd_arg_scope,
+    "ssd_512_vgg_coco": ssd_vgg_300.ssd_arg_scope,
 }
 
 # Networks built from a Caffe deploy prototxt rather than defined here: name -> build_from_config(config)

@@ -163,3 +163,22 @@ def ssd_300_vgg_lite(inputs, num_classes=21, is_training=False, params=None, reu
 
 ssd_300_vgg_lite.default_image_size = 300
 ssd_300_vgg_lite.default_params = SSD300_LITE_PARAMS
+
+# The Caffe COCO model VGG_coco_SSD_300x300 (weiliu89/caffe, branch ssd, examples/ssd/ssd_coco.py): 81
+# classes; PriorBox sizes from min_ratio 15, max_ratio 90 (step floor(75 / 4) = 18: 15, 33, 51, 69, 87 % of
+# 300) plus 7% / 15% for conv4_3; ratios, steps, offset, variances and normalisations as the VOC model.
+SSD300_COCO_PARAMS = SSD300_PARAMS.replace(
+    num_classes=81,
+    anchor_min_sizes=((21.0,), (45.0,), (99.0,), (153.0,), (207.0,), (261.0,)),
+    anchor_max_sizes=((45.0,), (99.0,), (153.0,), (207.0,), (261.0,), (315.0,)),
+)
+
+
+def ssd_300_vgg_coco(inputs, num_classes=81, is_training=False, params=None, reuse=None, scope="ssd_300_vgg"):
+    """ssd_300_vgg with the Caffe COCO model's anchors and 81 classes. Same variables, same scope: a COCO
+    checkpoint initialises a VOC ssd_300_vgg (COCO -> VOC fine-tuning, training/checkpoint_init.py)."""
+    return ssd_300_vgg(inputs, num_classes, is_training, params or SSD300_COCO_PARAMS, reuse, scope)
+
+
+ssd_300_vgg_coco.default_image_size = 300
+ssd_300_vgg_coco.default_params = SSD300_COCO_PARAMS

@@ -25,9 +25,12 @@ SSD512_PARAMS = SSDParams(
     prior_variances=(0.1, 0.1, 0.2, 0.2),
 )
 
-# The Caffe COCO SSD-512 sizes (ssd_coco.py: min_ratio 10, plus 4% / 10% for conv4_3), e.g. for converting
-# VGG_coco_SSD_512x512 without its prototxt: `params=SSD512_COCO_PARAMS.replace(num_classes=81)`.
+# The Caffe COCO model VGG_coco_SSD_512x512: 81 classes and the anchors of examples/ssd/ssd_coco.py's rule at
+# 512 (weiliu89/caffe, branch ssd; the script itself writes the 300 model): min_ratio 10, max_ratio 90 over
+# the 6 layers after conv4_3 (step floor(80 / 5) = 16: 10, 26, 42, 58, 74, 90 % of 512), plus 4% / 10% for
+# conv4_3, as VGG_coco_SSD_512x512's deploy prototxt carries them.
 SSD512_COCO_PARAMS = SSD512_PARAMS.replace(
+    num_classes=81,
     anchor_min_sizes=((20.48,), (51.2,), (133.12,), (215.04,), (296.96,), (378.88,), (460.8,)),
     anchor_max_sizes=((51.2,), (133.12,), (215.04,), (296.96,), (378.88,), (460.8,), (542.72,)),
 )
@@ -48,3 +51,12 @@ def ssd_512_vgg(inputs, num_classes=21, is_training=False, params=None, reuse=No
 
 ssd_512_vgg.default_image_size = 512
 ssd_512_vgg.default_params = SSD512_PARAMS
+
+
+def ssd_512_vgg_coco(inputs, num_classes=81, is_training=False, params=None, reuse=None, scope="ssd_512_vgg"):
+    """ssd_512_vgg with the Caffe COCO model's anchors and 81 classes; same variables and scope."""
+    return ssd_512_vgg(inputs, num_classes, is_training, params or SSD512_COCO_PARAMS, reuse, scope)
+
+
+ssd_512_vgg_coco.default_image_size = 512
+ssd_512_vgg_coco.default_params = SSD512_COCO_PARAMS

@@ -15,6 +15,12 @@ Beyond TF-Slim:
   The same rule (spatial (k-1)/(k'-1), channels k/k') maps the lite model's channel-divided layers.
 - A checkpoint with another number of classes (fine-tuning on a custom dataset): the class heads
   `*_box/conv_cls` are left out automatically, with a notice, instead of failing on their shapes.
+- A class map (`--checkpoint_class_map=coco_to_voc`, or a file of `from,to,name` lines as Caffe's
+  data/VOC0712/coco_voc_map.txt): the class heads start from the checkpoint's rows of the mapped classes
+  instead of at random, as the Caffe SSD's VOC07+12+COCO models were made. conv_cls kernels and biases are
+  laid out anchor-major x class (channel a * K + k is anchor a, class k), so the model's channel a * K + t
+  takes the checkpoint's a * K' + s for each pair s -> t, background 0 -> 0; unmapped classes keep their
+  initialisation.
 - Anything else that does not fit raises a CheckpointError listing every mismatching variable with its
   checkpoint and model shapes.
 
@@ -29,13 +35,104 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from common.errors import CheckpointError
+from common.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("ssd.train")
 
 CLASS_HEAD_PATTERN = "*_box/conv_cls/*"
 # conv6/conv7 of the SSD base are fc6/fc7 of the VGG-16 classifier.
 CLASSIFIER_ALIASES = {"conv6": "fc6", "conv7": "fc7"}
+
+
+# COCO's 80 categories in the order of its instances files (labels 1..80 of the COCO models; Caffe's
+# labelmap_coco.prototxt has the same order and names).
+COCO_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush")
+# Caffe's coco_voc_map.txt, by name: the COCO class each of the 20 VOC classes starts from.
+VOC_FROM_COCO = {
+    "aeroplane": "airplane", "bicycle": "bicycle", "bird": "bird", "boat": "boat", "bottle": "bottle",
+    "bus": "bus", "car": "car", "cat": "cat", "chair": "chair", "cow": "cow", "diningtable": "dining table",
+    "dog": "dog", "horse": "horse", "motorbike": "motorcycle", "person": "person", "pottedplant": "potted plant",
+    "sheep": "sheep", "sofa": "couch", "train": "train", "tvmonitor": "tv"}
+BUILTIN_CLASS_MAPS = ("coco_to_voc",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassMap:
+    """pairs: ((checkpoint label, model label, model class name), ...), labels 1-based (background 0 -> 0 is
+    implied); num_source / num_target: the checkpoint's and the model's class counts, background included."""
+    pairs: tuple
+    num_source: int
+    num_target: int
+
+    def channels(self, num_anchors):
+        """(model channels, checkpoint channels) of a class head with `num_anchors` anchors per cell."""
+        pairs = [(0, 0)] + [(s, t) for s, t, _ in self.pairs]
+        target = [a * self.num_target + t for a in range(num_anchors) for s, t in pairs]
+        source = [a * self.num_source + s for a in range(num_anchors) for s, t in pairs]
+        return np.array(target), np.array(source)
+
+
+def read_class_map(spec, target_names, source_names=None, num_source=None):
+    """A --checkpoint_class_map value -> ClassMap onto a model whose labels 1..N are `target_names`.
+
+    spec: "coco_to_voc" (Caffe's COCO -> VOC map by class name, the checkpoint's classes `source_names`,
+    default COCO_CLASSES), or a file of `from,to,name` lines (checkpoint label, model label, model class
+    name; blank lines and # comments skipped). num_source: the checkpoint's classes with background
+    (default len(source_names) + 1). ConfigError naming the file (and line) for anything inconsistent.
+    """
+    target_names = tuple(target_names)
+    num_target = len(target_names) + 1
+    if spec in BUILTIN_CLASS_MAPS:
+        source_names = tuple(source_names or COCO_CLASSES)
+        num_source = num_source or len(source_names) + 1
+        pairs = tuple((source_names.index(VOC_FROM_COCO[name]) + 1, t, name)
+                      for t, name in enumerate(target_names, 1)
+                      if VOC_FROM_COCO.get(name) in source_names)
+        if not pairs:
+            raise ConfigError("--checkpoint_class_map", f"coco_to_voc maps none of the model's classes "
+                                                        f"{list(target_names[:5])}... from {list(source_names[:5])}...")
+        return ClassMap(pairs, num_source, num_target)
+    try:
+        with open(spec, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as err:
+        raise ConfigError(spec, f"cannot read the class map ({err.strerror or err})") from None
+    num_source = num_source or (len(source_names) + 1 if source_names else None)
+    pairs, targets = [], set()
+    for number, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = [x.strip() for x in line.split(",")]
+        try:
+            source, target = int(fields[0]), int(fields[1])
+        except (ValueError, IndexError):
+            raise ConfigError(spec, f"line {number}: expected 'from,to,name', got {line!r}") from None
+        name = fields[2] if len(fields) > 2 else target_names[target - 1] if 0 < target < num_target else ""
+        if not 0 < target < num_target or (num_source and not 0 < source < num_source) or source < 1:
+            raise ConfigError(spec, f"line {number}: labels {source} -> {target} out of range (checkpoint 1.."
+                                    f"{(num_source or 0) - 1}, model 1..{num_target - 1})")
+        if target_names[target - 1] != name:
+            raise ConfigError(spec, f"line {number}: label {target} of the model is {target_names[target - 1]!r}, "
+                                    f"not {name!r}")
+        if target in targets:
+            raise ConfigError(spec, f"line {number}: model label {target} mapped twice")
+        targets.add(target)
+        pairs.append((source, target, name))
+    if not pairs:
+        raise ConfigError(spec, "the class map has no lines")
+    if num_source is None:
+        raise ConfigError(spec, "the checkpoint's number of classes is unknown (no ssd_config.json beside it)")
+    return ClassMap(tuple(pairs), num_source, num_target)
 
 
 def variable_name(var):
@@ -101,6 +198,7 @@ class RestorePlan:
     excluded: list           # var names left out by exclude_scopes or the class-head rule
     missing: list            # var names the checkpoint lacks (only with ignore_missing_vars)
     notices: list            # human sentences, logged by the trainer
+    partial: dict = dataclasses.field(default_factory=dict)  # var name -> bool [last dim]: channels set
 
     def summary(self):
         subsampled = sum(1 for _, how in self.sources.values() if how != "copy")
@@ -129,7 +227,7 @@ def _fmt(shape):
 
 
 def plan_restore(variables, checkpoint_path, model_scope, checkpoint_model_scope=None, exclude_scopes=(),
-                 ignore_missing_vars=False):
+                 ignore_missing_vars=False, class_map=None):
     """Matches model variables with a checkpoint and reads their values.
 
     Args:
@@ -145,7 +243,7 @@ def plan_restore(variables, checkpoint_path, model_scope, checkpoint_model_scope
         ckpt_shapes = reader.get_variable_to_shape_map()
     except (tf.errors.OpError, ValueError) as err:
         raise CheckpointError(checkpoint_path, f"unreadable checkpoint ({str(err).splitlines()[0]})") from None
-    plan = RestorePlan(checkpoint_path, {}, {}, [], [], [])
+    plan = RestorePlan(checkpoint_path, {}, {}, [], [], [], {})
     shapes = {variable_name(v): tuple(int(d) for d in v.shape) for v in variables}
     mismatched, class_heads = [], []
     for name, shape in shapes.items():
@@ -160,6 +258,14 @@ def plan_restore(variables, checkpoint_path, model_scope, checkpoint_model_scope
             plan.missing.append(name)
             continue
         ckpt_shape = tuple(int(d) for d in ckpt_shapes[ckpt_name])
+        if class_map is not None and fnmatch.fnmatchcase(name, CLASS_HEAD_PATTERN):
+            mapped = _map_class_head(reader.get_tensor(ckpt_name), shape, class_map)
+            if mapped is None:
+                mismatched.append((name, ckpt_name, ckpt_shape, shape))
+            else:
+                plan.values[name], plan.partial[name] = mapped
+                plan.sources[name] = (ckpt_name, f"{len(class_map.pairs)} classes mapped from {_fmt(ckpt_shape)}")
+            continue
         if ckpt_shape == shape:
             plan.values[name] = reader.get_tensor(ckpt_name)
             plan.sources[name] = (ckpt_name, "copy")
@@ -174,6 +280,12 @@ def plan_restore(variables, checkpoint_path, model_scope, checkpoint_model_scope
             plan.sources[name] = (ckpt_name, f"subsampled from {_fmt(ckpt_shape)}")
         else:
             mismatched.append((name, ckpt_name, ckpt_shape, shape))
+    if plan.partial:
+        names = ", ".join(f"{s}->{n}" for s, _, n in class_map.pairs[:6])
+        plan.notices.append(
+            f"class heads ({len(plan.partial)} variables) start from the checkpoint's mapped classes: background "
+            f"and {len(class_map.pairs)} of {class_map.num_target - 1} ({names}{', ...' if len(class_map.pairs) > 6 else ''})"
+            f"; the other classes from their initialisation")
     if class_heads:
         plan.excluded.extend(n for n, _, _, _ in class_heads)
         heads = sorted({n.rsplit("/", 2)[0].rsplit("/", 1)[-1] for n, _, _, _ in class_heads})
@@ -206,6 +318,21 @@ def plan_restore(variables, checkpoint_path, model_scope, checkpoint_model_scope
     return plan
 
 
+def _map_class_head(value, shape, class_map):
+    """A checkpoint's class-head kernel or bias -> (model-shaped array, bool mask over its last axis) with
+    the mapped channels copied (ClassMap.channels), or None if the shapes do not fit the map."""
+    value = np.asarray(value)
+    if value.shape[:-1] != tuple(shape[:-1]) or shape[-1] % class_map.num_target \
+            or value.shape[-1] != shape[-1] // class_map.num_target * class_map.num_source:
+        return None
+    target, source = class_map.channels(shape[-1] // class_map.num_target)
+    out = np.zeros(shape, value.dtype)
+    out[..., target] = value[..., source]
+    mask = np.zeros(shape[-1], bool)
+    mask[target] = True
+    return out, mask
+
+
 class CheckpointInitializer:
     """Builds assign ops for a RestorePlan's variables once; `__call__(session)` runs them."""
 
@@ -218,7 +345,11 @@ class CheckpointInitializer:
             for name in plan.values:
                 var = by_name[name]
                 ph = tf.compat.v1.placeholder(var.dtype.base_dtype, var.shape)
-                assigns.append(var.assign(ph))
+                if name in plan.partial:  # only the mapped channels; the others keep the initial values
+                    ph_value = tf.where(tf.constant(plan.partial[name]), ph, var.read_value())
+                    assigns.append(var.assign(ph_value))
+                else:
+                    assigns.append(var.assign(ph))
                 self._feeds.append((ph, name))
             self._op = tf.group(*assigns)
 

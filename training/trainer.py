@@ -46,6 +46,7 @@ class WarmStart:
     checkpoint_model_scope: typing.Optional[str] = None
     exclude_scopes: tuple = ()
     ignore_missing_vars: bool = False
+    class_map: typing.Optional[object] = None  # checkpoint_init.ClassMap: class heads from mapped classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,7 +248,8 @@ def train(model, input_fn, learning_rate_fn, optimizer_fn, distribution, options
             plan = checkpoint_init.plan_restore(
                 tg.model_variables, warm_start.checkpoint_path, _model_scope(variable_name(v)
                                                                              for v in tg.model_variables),
-                warm_start.checkpoint_model_scope, warm_start.exclude_scopes, warm_start.ignore_missing_vars)
+                warm_start.checkpoint_model_scope, warm_start.exclude_scopes, warm_start.ignore_missing_vars,
+                class_map=warm_start.class_map)
             initializer = checkpoint_init.CheckpointInitializer(plan, tg.model_variables)
         elif warm_start is not None:
             log.info("ignoring --checkpoint_path: %s has a checkpoint to resume from", options.train_dir)

@@ -90,6 +90,11 @@ VGG_SSD = {
         max_sizes=[76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6],
         ratios=[[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]], steps=[8, 16, 32, 64, 128, 256, 512]),
 }
+# The COCO releases (VGG_coco_SSD_300x300: weiliu89/caffe examples/ssd/ssd_coco.py's PriorBox sizes).
+VGG_SSD["ssd_300_vgg_coco"] = dict(VGG_SSD["ssd_300_vgg"], min_sizes=[21, 45, 99, 153, 207, 261],
+                                   max_sizes=[45, 99, 153, 207, 261, 315])
+VGG_SSD["ssd_512_vgg_coco"] = dict(VGG_SSD["ssd_512_vgg"], min_sizes=[20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8],
+                                   max_sizes=[51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72])
 
 
 def vgg_ssd_net(model_name, num_classes=21, prior_overrides=None, normalize="across_spatial: false "

@@ -12,12 +12,13 @@ from tests.caffe import caffe_writer, reference
 MEAN_BGR = (104.0, 117.0, 123.0)
 
 
-def _convert_and_compare(model_name, tmp_path, grace_hopper, vgg_ssd_model):
-    model = vgg_ssd_model(model_name)
+def _convert_and_compare(model_name, tmp_path, grace_hopper, vgg_ssd_model, num_classes=21, model=None, extra=()):
+    model = model or vgg_ssd_model(model_name)
     prototxt, caffemodel = model["prototxt"], model["caffemodel"]
     out = tmp_path / "checkpoint"
-    caffe_to_tensorflow.main([f"--model_name={model_name}", "--num_classes=21", f"--caffemodel_path={caffemodel}",
-                              f"--prototxt_path={prototxt}", f"--output_dir={out}"])
+    caffe_to_tensorflow.main([f"--model_name={model_name}", f"--num_classes={num_classes}",
+                              f"--caffemodel_path={caffemodel}", f"--prototxt_path={prototxt}", f"--output_dir={out}",
+                              *extra])
     size = caffe_writer.VGG_SSD[model_name]["size"]
     image = grace_hopper(size)
     det_out, conf, loc, priors = reference.opencv_forward(
@@ -27,7 +28,7 @@ def _convert_and_compare(model_name, tmp_path, grace_hopper, vgg_ssd_model):
         probabilities, decoded = det.raw(image)
         ours = det.detect(image)
     num_priors = priors.shape[2] // 4
-    np.testing.assert_allclose(probabilities[0], conf.reshape(num_priors, 21), atol=1e-3)
+    np.testing.assert_allclose(probabilities[0], conf.reshape(num_priors, num_classes), atol=1e-3)
     boxes = reference.caffe_decode(loc.reshape(-1, 4), priors[0, 0].reshape(-1, 4), priors[0, 1].reshape(-1, 4))
     np.testing.assert_allclose(decoded[0], boxes[:, [1, 0, 3, 2]], atol=1e-3)
     labels, scores, ref_boxes = reference.opencv_detections(det_out)
@@ -77,3 +78,49 @@ def test_ssd_300_vgg_without_prototxt(vgg_ssd_model, tmp_path):
         config = json.load(f)
     from nets import nets_factory
     assert config["params"] == json.loads(json.dumps(nets_factory.get_params("ssd_300_vgg").to_dict()))
+
+
+COCO_NAMES = ["person", "bicycle", "car"] + [f"thing{i}" for i in range(4, 81)]
+COCO_IDS = [1, 2, 3] + [i for i in range(4, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)][:77]
+
+
+def write_labelmap(path):
+    """A label map in the layout of the SSD fork's data/coco/labelmap_coco.prototxt (items out of order)."""
+    items = [("none_of_the_above", 0, "background")] + [(str(i), k + 1, n)
+                                                       for k, (i, n) in enumerate(zip(COCO_IDS, COCO_NAMES))]
+    items = items[40:] + items[:40]
+    path.write_text("".join(f'item {{\n  name: "{name}"\n  label: {label}\n  display_name: "{display}"\n}}\n'
+                            for name, label, display in items))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", ["ssd_300_vgg_coco", "ssd_512_vgg_coco"])
+def test_vgg_coco_matches_opencv(tmp_path, tmp_path_factory, grace_hopper, model_name):
+    """The Caffe COCO release layout: 81 classes, ssd_coco.py's PriorBox sizes, labelmap_coco's names."""
+    net, convs = caffe_writer.vgg_ssd_net(model_name, num_classes=81)
+    weights = caffe_writer.vgg_ssd_weights(convs, seed=5)
+    prototxt, caffemodel = caffe_writer.write_model(tmp_path_factory.mktemp(model_name), model_name, net, weights)
+    labelmap = write_labelmap(tmp_path / "labelmap_coco.prototxt")
+    out = _convert_and_compare(model_name, tmp_path, grace_hopper, None, num_classes=81,
+                               model={"prototxt": prototxt, "caffemodel": caffemodel},
+                               extra=[f"--labelmap_path={labelmap}"])
+    with open(out / "ssd_config.json") as f:
+        config = json.load(f)
+    from nets import nets_factory
+    assert config["model_name"] == model_name and config["num_classes"] == 81
+    assert config["class_names"] == COCO_NAMES and config["coco_category_ids"] == COCO_IDS
+    # The prototxt's PriorBox sizes (caffe_writer's, from ssd_coco.py's rule) become params equal to the defaults.
+    assert config["params"] == json.loads(json.dumps(nets_factory.get_params(model_name).to_dict()))
+
+
+def test_bad_labelmap(tmp_path, vgg_ssd_model, capsys):
+    from common.errors import run_main
+    model = vgg_ssd_model("ssd_300_vgg")
+    labelmap = write_labelmap(tmp_path / "labelmap_coco.prototxt")
+    with pytest.raises(SystemExit) as info:
+        run_main(caffe_to_tensorflow.main, ["--model_name=ssd_300_vgg", f"--caffemodel_path={model['caffemodel']}",
+                                            f"--labelmap_path={labelmap}", f"--output_dir={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "81 labels (background included), the model has 21 classes" in err
+    assert not (tmp_path / "out").exists()

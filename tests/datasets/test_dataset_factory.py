@@ -178,3 +178,51 @@ def test_voc_sized_listing(tmp_path):
     assert metadata["shard_sizes"] == [200] * 24 + [152]
     dataset = dataset_factory.get_dataset("pascalvoc_2007", "test", out)
     assert dataset.num_samples == 4952 and len(dataset.files) == 25
+
+
+@pytest.fixture(scope="module")
+def coco_records(tmp_path_factory):
+    """The small COCO split converted under the output names of coco_2017 and coco_2014 (both halves of
+    trainval35k from it, the second with one image fewer)."""
+    from coco_testdata import write_coco
+    from datasets import coco_to_tfrecords
+
+    root = tmp_path_factory.mktemp("coco_factory")
+    path, images_dir = write_coco(root / "coco")
+    out = str(root / "records")
+    for name in ("coco_2017_train", "coco_2017_val", "coco_2014_train", "coco_2014_minival"):
+        coco_to_tfrecords.convert_coco(path, images_dir, out, name, num_threads=1)
+    with open(path) as f:
+        data = json.load(f)
+    data["images"] = data["images"][:3]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in {i["id"] for i in data["images"]}]
+    with open(path, "w") as f:
+        json.dump(data, f)
+    coco_to_tfrecords.convert_coco(path, images_dir, out, "coco_2014_valminusminival", num_threads=1)
+    return out
+
+
+@pytest.mark.parametrize("name,split,record_sets,size", [
+    ("coco", "coco_2017_val", ("coco_2017_val",), 4),
+    ("coco_2017", "train", ("coco_2017_train",), 4),
+    ("coco_2017", "val2017", ("coco_2017_val",), 4),
+    ("coco_2014", "minival", ("coco_2014_minival",), 4),
+    ("coco_2014", "trainval35k", ("coco_2014_train", "coco_2014_valminusminival"), 7),
+])
+def test_coco_splits(coco_records, name, split, record_sets, size):
+    from coco_testdata import CATEGORIES
+
+    dataset = dataset_factory.get_dataset(name, split, coco_records)
+    assert dataset.record_sets == record_sets
+    assert dataset.files == tuple(f for r in record_sets for f in _shards(coco_records, r))
+    assert dataset.num_samples == size
+    assert dataset.class_names == tuple(c["name"] for c in CATEGORIES)
+    assert dataset.category_ids == tuple(c["id"] for c in CATEGORIES)
+    assert dataset.num_classes == len(CATEGORIES) + 1
+
+
+def test_coco_names_refuse_voc_records(records):
+    with pytest.raises(DatasetError, match="not COCO records"):
+        dataset_factory.get_dataset("coco", "my_set", records)
+    with pytest.raises(DatasetError, match="unknown split 'test' of coco_2017"):
+        dataset_factory.get_dataset("coco_2017", "test", records)

@@ -117,4 +117,4 @@ def test_missing_dataset_dir(tmp_path, capsys):
                             f"--output_dir={tmp_path / 'out'}")
     assert code == 1 and stderr == f"error: {tmp_path / 'none'}: dataset directory does not exist\n"
     code, _, stderr = _main(capsys, "--dataset_name=coco", f"--dataset_dir={tmp_path}", "--output_name=x")
-    assert code == 2 and "invalid choice: 'coco'" in stderr
+    assert code == 1 and "--annotations_file: required with --dataset_name=coco" in stderr

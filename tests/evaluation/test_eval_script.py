@@ -154,7 +154,7 @@ def test_records_ground_truth_gives_the_same_scores(split, tmp_path):
                                "--dataset_split_name=val"])
     with pytest.raises(ConfigError, match="unknown"):
         eval_ssd_network.main([f"--detections_path={results}", f"--dataset_dir={records}",
-                               "--dataset_name=coco", "--dataset_split_name=test"])
+                               "--dataset_name=imagenet", "--dataset_split_name=test"])
 
 
 def test_split_inferred_from_the_results_files_and_a_labels_file(split, tmp_path, capsys):

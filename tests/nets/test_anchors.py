@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from nets import anchors
-from nets.ssd_vgg_300 import SSD300_PARAMS
+from nets.ssd_vgg_300 import SSD300_COCO_PARAMS, SSD300_PARAMS
 from nets.ssd_vgg_512 import SSD512_COCO_PARAMS, SSD512_PARAMS
 
 
@@ -52,6 +52,8 @@ CAFFE_512 = dict(size=512, feat=[64, 32, 16, 8, 4, 2, 1], min=[35.84, 76.8, 153.
 # COCO SSD-512 (ssd_coco.py): min_ratio 10, conv4_3 at 4% / 10%.
 CAFFE_512_COCO = dict(CAFFE_512, min=[20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8],
                       max=[51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72])
+# COCO SSD-300 (ssd_coco.py): min_ratio 15, max_ratio 90, conv4_3 at 7% / 15%.
+CAFFE_300_COCO = dict(CAFFE_300, min=[21, 45, 99, 153, 207, 261], max=[45, 99, 153, 207, 261, 315])
 
 
 def caffe_script_sizes(min_dim, num_layers, min_ratio, max_ratio, first_min, first_max):
@@ -69,13 +71,14 @@ def test_sizes_follow_the_caffe_example_scripts():
     mins, maxs = caffe_script_sizes(512, 7, 15, 90, 7, 15)
     np.testing.assert_allclose(mins, CAFFE_512["min"])
     np.testing.assert_allclose(maxs, CAFFE_512["max"])
+    assert caffe_script_sizes(300, 6, 15, 90, 7, 15) == (CAFFE_300_COCO["min"], CAFFE_300_COCO["max"])
     mins, maxs = caffe_script_sizes(512, 7, 10, 90, 4, 10)
     np.testing.assert_allclose(mins, CAFFE_512_COCO["min"])
     np.testing.assert_allclose(maxs, CAFFE_512_COCO["max"])
 
 
 @pytest.mark.parametrize("caffe,params", [(CAFFE_300, SSD300_PARAMS), (CAFFE_512, SSD512_PARAMS),
-                                          (CAFFE_512_COCO, SSD512_COCO_PARAMS)])
+                                          (CAFFE_512_COCO, SSD512_COCO_PARAMS), (CAFFE_300_COCO, SSD300_COCO_PARAMS)])
 def test_anchors_equal_caffe_prior_box(caffe, params):
     ref = np.concatenate([
         caffe_prior_box(f, f, caffe["size"], caffe["size"], mn, mx, r, s)

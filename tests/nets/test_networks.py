@@ -18,6 +18,7 @@ def build(name, batch=1):
     ("ssd_300_vgg", 300, 8732, [38, 19, 10, 5, 3, 1]),
     ("ssd_300_vgg_lite", 300, 8732, [38, 19, 10, 5, 3, 1]),
     ("ssd_512_vgg", 512, 24564, [64, 32, 16, 8, 4, 2, 1]),
+    ("ssd_300_vgg_coco", 300, 8732, [38, 19, 10, 5, 3, 1]),
 ])
 def test_output_shapes_and_end_points(name, size, num_anchors, feat):
     with tf.Graph().as_default():
@@ -101,3 +102,23 @@ def test_one_gradient_step_lowers_the_loss_on_lite():
             sess.run(step)
             after = sess.run(loss)
     assert np.isfinite(before) and after < before
+
+
+@pytest.mark.parametrize("name,voc_name,size", [("ssd_300_vgg_coco", "ssd_300_vgg", 300),
+                                                ("ssd_512_vgg_coco", "ssd_512_vgg", 512)])
+def test_coco_models_are_the_voc_networks_with_81_classes(name, voc_name, size):
+    """The COCO models: 81 classes by default, the same variables under the same scope as the VOC network
+    (so a COCO checkpoint initialises a VOC model), only the anchor sizes differ."""
+    assert nets_factory.get_params(name).num_classes == 81
+    shapes = {}
+    for model in (name, voc_name):
+        with tf.Graph().as_default():
+            fn = nets_factory.get_network_fn(model, 81)
+            fn(tf.compat.v1.placeholder(tf.float32, [1, size, size, 3]))
+            shapes[model] = {v.op.name: v.shape.as_list() for v in tf.compat.v1.global_variables()}
+    assert shapes[name] == shapes[voc_name]
+    assert shapes[name][f"{voc_name}/block7_box/conv_cls/weights"] == [3, 3, 1024, 6 * 81]
+    coco, voc = nets_factory.get_params(name), nets_factory.get_params(voc_name)
+    assert coco.anchor_min_sizes != voc.anchor_min_sizes
+    assert coco.replace(anchor_min_sizes=voc.anchor_min_sizes, anchor_max_sizes=voc.anchor_max_sizes,
+                        num_classes=21) == voc

@@ -161,3 +161,81 @@ def test_unreadable_checkpoint_and_scope_rules(tmp_path):
     chosen = checkpoint_init.variables_to_train([Var(n) for n in names], (f"{MODEL}/block[0-9]+_box",))
     assert [variable_name(v) for v in chosen] == names[1:]
     assert len(checkpoint_init.variables_to_train([Var(n) for n in names])) == 3
+
+
+def _lite_variables(num_classes, seed):
+    """(graph, variables, {name: initial value}) of the lite SSD with `num_classes` classes."""
+    model = nets_factory.build_model(nets_factory.default_config(MODEL, num_classes=num_classes))
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(seed)
+        model.network_fn(tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]))
+        variables = tf.compat.v1.global_variables()
+    return graph, variables
+
+
+def test_coco_to_voc_class_map_starts_the_voc_heads_from_the_coco_rows(tmp_path):
+    """A COCO lite checkpoint (81 classes) into a VOC lite model (21): each VOC head channel a * 21 + t equals
+    the COCO channel a * 81 + s of the COCO class Caffe's coco_voc_map.txt gives it (background from
+    background), every other channel keeps its initial value, and every other variable is copied."""
+    from datasets.voc_classes import VOC_CLASSES
+
+    coco_graph, coco_vars = _lite_variables(81, seed=1)
+    with coco_graph.as_default(), tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        coco_values = {variable_name(v): session.run(v) for v in coco_vars}
+        # Biases are zero-initialised: give them values so that a wrong row would show.
+        for v in coco_vars:
+            if variable_name(v).endswith("conv_cls/biases"):
+                coco_values[variable_name(v)] = np.random.default_rng(2).normal(size=v.shape).astype(np.float32)
+    prefix = write_checkpoint(str(tmp_path / "coco.ckpt"), coco_values)
+    # Written out here from the pairs of Caffe's data/VOC0712/coco_voc_map.txt (COCO label, VOC label, name).
+    caffe_pairs = [(1, 15), (2, 2), (3, 7), (4, 14), (5, 1), (6, 6), (7, 19), (9, 4), (15, 3), (16, 8), (17, 12),
+                   (18, 13), (19, 17), (20, 10), (40, 5), (57, 9), (58, 18), (59, 16), (61, 11), (63, 20)]
+    class_map = checkpoint_init.read_class_map("coco_to_voc", VOC_CLASSES)
+    assert sorted((s, t) for s, t, _ in class_map.pairs) == sorted(caffe_pairs)
+    assert (class_map.num_source, class_map.num_target) == (81, 21)
+
+    voc_graph, voc_vars = _lite_variables(21, seed=7)
+    with voc_graph.as_default():
+        plan = checkpoint_init.plan_restore(voc_vars, prefix, MODEL, class_map=class_map)
+        initializer = checkpoint_init.CheckpointInitializer(plan, voc_vars)
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            initial = {variable_name(v): session.run(v) for v in voc_vars}
+            initializer(session)
+            after = {variable_name(v): session.run(v) for v in voc_vars}
+    heads = [n for n in after if "conv_cls" in n]
+    assert len(heads) == 12 and sorted(plan.partial) == sorted(heads)
+    assert any("start from the checkpoint's mapped classes" in n for n in plan.notices)
+    source_of = dict((t, s) for s, t in caffe_pairs)
+    source_of[0] = 0
+    for name in heads:
+        coco, voc, init = coco_values[name], after[name], initial[name]
+        num_anchors = voc.shape[-1] // 21
+        assert coco.shape[-1] == num_anchors * 81
+        for a in range(num_anchors):
+            for t in range(21):
+                expected = coco[..., a * 81 + source_of[t]] if t in source_of else init[..., a * 21 + t]
+                np.testing.assert_array_equal(voc[..., a * 21 + t], expected, err_msg=f"{name} anchor {a} class {t}")
+    for name in after:
+        if name not in heads:
+            np.testing.assert_array_equal(after[name], coco_values[name], err_msg=name)
+
+
+def test_class_map_file_lines_are_checked(tmp_path):
+    names = ("cat", "dog", "car")
+    path = tmp_path / "map.txt"
+    path.write_text("# coco label, model label, name\n16,1,cat\n17,2,dog\n\n")
+    class_map = checkpoint_init.read_class_map(str(path), names, num_source=81)
+    assert class_map.pairs == ((16, 1, "cat"), (17, 2, "dog")) and class_map.num_target == 4
+    target, source = class_map.channels(2)
+    assert list(target) == [0, 1, 2, 4, 5, 6] and list(source) == [0, 16, 17, 81, 97, 98]
+    from common.errors import ConfigError
+    for text, message in (("16,2,cat\n", "line 1: label 2 of the model is 'dog', not 'cat'"),
+                          ("16,1,cat\n17,1,cat\n", "line 2: model label 1 mapped twice"),
+                          ("16,9,cat\n", "out of range"), ("x,1,cat\n", "expected 'from,to,name'"),
+                          ("90,1,cat\n", "out of range")):
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            checkpoint_init.read_class_map(str(path), names, num_source=81)
