@@ -37,6 +37,7 @@ def _variable(name, shape, initializer, trainable, collections, regularizer=None
     return slim.model_variable(
         name, shape=shape, dtype=tf.float32, initializer=initializer, regularizer=regularizer,
         trainable=trainable, collections=collections,
+        synchronization=tf.VariableSynchronization.ON_READ if moving else tf.VariableSynchronization.AUTO,
         aggregation=tf.VariableAggregation.MEAN if moving else tf.VariableAggregation.NONE)
 
 
