@@ -146,3 +146,43 @@ def test_folding_into_the_convolution_gives_the_same_outputs(x, depthwise):
         with tf.compat.v1.Session() as sess:
             got = sess.run("out:0", {"images:0": x})
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_optimized_detector_folds_batch_norm_and_detects_what_the_plain_one_does(tmp_path):
+    """export / --optimize path (nets/detection.optimized_graph_def): every batch norm of an SSDLite
+    MobileNet-v2 with random statistics folded into its convolution, the same detections as the plain graph."""
+    from nets import detection, model_config, nets_factory
+    from tests.nets.test_winograd import _matched
+    config = nets_factory.default_config("ssdlite_320_mobilenet_v2", class_names=["a", "b", "c"])
+    config["params"]["depth_multiplier"] = 0.35
+    rng = np.random.default_rng(2)
+    with tf.Graph().as_default():
+        tf.compat.v1.set_random_seed(1)
+        model = nets_factory.build_model(config)
+        model.network_fn(tf.compat.v1.placeholder(tf.float32, [1, 320, 320, 3]))
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            for v in tf.compat.v1.global_variables():
+                name, shape = v.op.name, v.shape.as_list()
+                if name.endswith(("moving_mean", "BatchNorm/beta")):
+                    v.load(rng.normal(0, 0.5, shape).astype(np.float32), sess)
+                elif name.endswith(("moving_variance", "BatchNorm/gamma")):
+                    v.load(rng.uniform(0.5, 2.0, shape).astype(np.float32), sess)
+            tf.compat.v1.train.Saver().save(sess, str(tmp_path / "model.ckpt"), write_meta_graph=False)
+    model_config.save_model_config(str(tmp_path), config)
+    images = rng.integers(0, 256, (2, 240, 320, 3), dtype=np.uint8)
+    with detection.Detector(str(tmp_path), keep_top_k=50) as plain:
+        expected = plain.detect_batch(images)
+        probs, boxes = plain.raw(images)
+        num_bn = len([op for op in plain.graph.get_operations() if op.type.startswith("FusedBatchNorm")])
+    with detection.Detector(str(tmp_path), keep_top_k=50, optimize=True) as fast:
+        left = [op.name for op in fast.graph.get_operations() if op.type.startswith("FusedBatchNorm")]
+        got = fast.detect_batch(images)
+        fast_probs, fast_boxes = fast.raw(images)
+    assert num_bn == 76 and left == []  # 1 + 50 base layers, 1 + 12 extras, 12 heads: all folded
+    np.testing.assert_allclose(fast_probs, probs, atol=1e-4)
+    np.testing.assert_allclose(fast_boxes, boxes, atol=1e-4)
+    for e, g in zip(expected, got):
+        assert len(g["scores"]) == len(e["scores"]) > 0
+        assert _matched(e, g, 0.99, 1e-4) == 1.0
