@@ -98,6 +98,8 @@ def parse_args(argv):
     m("--freeze_batch_norm", type=_bool, nargs="?", const=True, default=False,
       help="batch norm layers use their (checkpoint's) moving statistics and do not update them: for "
            "fine-tuning with small batches")
+    m("--batch_norm_decay", type=float, default=None,
+      help="moving-average decay of batch norm (default: the base's, 0.997 / 0.9997); e.g. 0.9 for short runs")
     m("--depth_multiplier", type=float, default=None,
       help="channel multiplier of the base (ssdlite_320_mobilenet_v2; default: the model's, 1.0)")
     c = p.add_argument_group("initial weights").add_argument
@@ -146,6 +148,8 @@ def parse_args(argv):
         raise ConfigError("--expand_prob", "needs 0 <= --expand_prob <= 1 and --max_expand_ratio >= 1")
     if args.depth_multiplier is not None and args.depth_multiplier <= 0:
         raise ConfigError("--depth_multiplier", f"must be > 0, got {args.depth_multiplier}")
+    if args.batch_norm_decay is not None and not 0.0 < args.batch_norm_decay < 1.0:
+        raise ConfigError("--batch_norm_decay", f"must be in (0, 1), got {args.batch_norm_decay}")
     if args.max_number_of_steps is not None and args.max_number_of_steps < 0:
         raise ConfigError("--max_number_of_steps", f"must be >= 0, got {args.max_number_of_steps}")
     if args.checkpoint_path is not None and not os.path.exists(args.checkpoint_path) \
@@ -172,8 +176,9 @@ def main(argv=None):
     except ValueError as err:
         raise ConfigError("--dataset_name", str(err)) from None
     config = nets_factory.default_config(args.model_name, class_names=dataset.class_names)
-    if args.depth_multiplier is not None:
-        config["params"]["depth_multiplier"] = args.depth_multiplier
+    for name in ("depth_multiplier", "batch_norm_decay"):
+        if getattr(args, name) is not None:
+            config["params"][name] = getattr(args, name)
     model = nets_factory.build_model(config, is_training=True,  # the trainer adds the weight decay
                                      freeze_batch_norm=args.freeze_batch_norm)
     devices = None

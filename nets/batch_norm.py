@@ -146,3 +146,12 @@ def batch_norm_params(decay, epsilon, scale=True, is_training=True):
     """normalizer_params for slim.conv2d(normalizer_fn=batch_norm) (the TF-Slim nets' arg_scope dicts)."""
     return {"decay": decay, "epsilon": epsilon, "scale": scale, "is_training": is_training,
             "updates_collections": UPDATE_OPS}
+
+
+def batch_norm_mode(params, is_training):
+    """arg_scope values of batch_norm for a network: its mode, and params.batch_norm_decay when set (a
+    lower decay, e.g. 0.9, lets the moving averages catch up within a short run)."""
+    mode = {"is_training": is_training}
+    if getattr(params, "batch_norm_decay", None):
+        mode["decay"] = float(params.batch_norm_decay)
+    return mode

@@ -15,7 +15,7 @@ from tf_slim.nets import inception_v2
 
 from nets import anchors as anchors_lib
 from nets import feature_maps
-from nets.batch_norm import batch_norm
+from nets.batch_norm import batch_norm, batch_norm_mode
 from nets.ssd_params import SSDParams
 from nets.ssd_vgg_300 import multibox_layers
 from nets.ssdlite_mobilenet_v2 import INCEPTION_MEAN_RGB
@@ -63,7 +63,7 @@ def ssd_300_inception_v2(inputs, num_classes=21, is_training=False, params=None,
     """
     params = (params or SSD300_INCEPTION_PARAMS).replace(num_classes=num_classes)
     with tf.compat.v1.variable_scope(scope, "ssd_inception_v2", [inputs], reuse=reuse) as sc, \
-            slim.arg_scope([batch_norm], is_training=is_training):
+            slim.arg_scope([batch_norm], **batch_norm_mode(params, is_training)):
         # The scope object re-entered: the base's variables directly under it, as TF-Slim's under InceptionV2/.
         net, end_points = inception_v2.inception_v2_base(inputs, final_endpoint="Mixed_5c", scope=sc)
         with slim.arg_scope([slim.conv2d], activation_fn=tf.nn.relu6):

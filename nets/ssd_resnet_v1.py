@@ -20,7 +20,7 @@ import tensorflow as tf
 import tf_slim as slim
 from tf_slim.nets import resnet_v1
 
-from nets.batch_norm import batch_norm
+from nets.batch_norm import batch_norm, batch_norm_mode
 from nets.ssd_vgg_300 import SSD300_PARAMS, multibox_layers, padded_conv
 
 SSD300_RESNET_PARAMS = SSD300_PARAMS.replace(
@@ -66,7 +66,8 @@ def ssd_300_resnet_v1_50(inputs, num_classes=21, is_training=False, params=None,
     Returns ((logits [B, 8732, C], localisations [B, 8732, 4]), end_points).
     """
     params = (params or SSD300_RESNET_PARAMS).replace(num_classes=num_classes)
-    with tf.compat.v1.variable_scope(scope, "ssd_resnet_v1", [inputs], reuse=reuse) as sc:
+    with tf.compat.v1.variable_scope(scope, "ssd_resnet_v1", [inputs], reuse=reuse) as sc, \
+            slim.arg_scope([batch_norm], **batch_norm_mode(params, is_training)):
         # Re-entering the scope object builds the base's variables directly under it, as TF-Slim names them
         # under resnet_v1_50/.
         net, base_points = resnet_v1.resnet_v1(inputs, resnet_v1_50_blocks(), num_classes=None,
@@ -77,15 +78,13 @@ def ssd_300_resnet_v1_50(inputs, num_classes=21, is_training=False, params=None,
         for name, point in STAGE_END_POINTS.items():
             end_points[name] = end_points[point]
         end_points["block4"] = net
-        with slim.arg_scope([batch_norm], is_training=is_training):
-            for name, d1, d2, kernel, stride, pad in EXTRA_BLOCKS:
-                with tf.compat.v1.variable_scope(name):
-                    net = slim.conv2d(net, d1, [1, 1], scope="conv1x1")
-                    net = padded_conv(net, d2, kernel, stride, pad, scope="conv3x3")
-                end_points[name] = net
-            with slim.arg_scope([slim.conv2d], normalizer_fn=None,
-                                biases_initializer=tf.compat.v1.zeros_initializer()):
-                return multibox_layers(end_points, params)
+        for name, d1, d2, kernel, stride, pad in EXTRA_BLOCKS:
+            with tf.compat.v1.variable_scope(name):
+                net = slim.conv2d(net, d1, [1, 1], scope="conv1x1")
+                net = padded_conv(net, d2, kernel, stride, pad, scope="conv3x3")
+            end_points[name] = net
+        with slim.arg_scope([slim.conv2d], normalizer_fn=None, biases_initializer=tf.compat.v1.zeros_initializer()):
+            return multibox_layers(end_points, params)
 
 
 ssd_300_resnet_v1_50.default_image_size = 300

@@ -24,7 +24,7 @@ import tf_slim as slim
 
 from nets import anchors as anchors_lib
 from nets import feature_maps
-from nets.batch_norm import batch_norm
+from nets.batch_norm import batch_norm, batch_norm_mode
 from nets.ssd_params import SSDParams
 from nets.ssd_vgg_300 import multibox_layers
 
@@ -152,7 +152,7 @@ def ssdlite_mobilenet_v2(inputs, num_classes=21, is_training=False, params=None,
     params = (params or SSDLITE320_PARAMS).replace(num_classes=num_classes)
     multiplier = params.depth_multiplier
     with tf.compat.v1.variable_scope(scope, "ssdlite_mobilenet_v2", [inputs], reuse=reuse), \
-            slim.arg_scope([batch_norm], is_training=is_training):
+            slim.arg_scope([batch_norm], **batch_norm_mode(params, is_training)):
         net, end_points = mobilenet_v2_base(inputs, multiplier)
         feature_maps.multi_resolution_feature_maps(net, "layer_19", EXTRA_DEPTHS, end_points, use_depthwise=True,
                                                    depth_multiplier=multiplier)
