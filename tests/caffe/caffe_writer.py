@@ -256,8 +256,8 @@ def mobilenet_ssd_weights(convs, seed=0, input_std=0.5):
         kernel_bias = 0.05
         if name.endswith("_mbox_loc"):
             std, kernel_bias = 0.3 / np.sqrt(fan_in), 0.1
-        elif name.endswith("_mbox_conf"):
-            std, kernel_bias = 2.0 / np.sqrt(fan_in), 0.5
+        elif name.endswith("_mbox_conf"):  # smaller than VGG's: the activations here are larger
+            std, kernel_bias = 0.5 / np.sqrt(fan_in), 0.5
         weights[name] = [rng.standard_normal((cout, cin // group, k, k), np.float32) * np.float32(std)]
         if bias:
             weights[name].append(rng.standard_normal(cout, np.float32) * np.float32(kernel_bias))

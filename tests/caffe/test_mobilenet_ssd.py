@@ -25,7 +25,8 @@ def model(tmp_path_factory):
 def test_architecture_is_mobilenet_ssd(model):
     net, convs = caffe_writer.mobilenet_ssd_net()
     depthwise = [n for n, (cin, cout, _, group, _) in convs.items() if group == cin == cout > 1]
-    assert len(depthwise) == 13 and sum(1 for layer in net.layer if layer.type == "BatchNorm") == 27
+    # conv0, 13 depthwise + 13 pointwise, 4 x 2 extra layers: each followed by BatchNorm (and Scale)
+    assert len(depthwise) == 13 and sum(1 for layer in net.layer if layer.type == "BatchNorm") == 35
     spec = caffe_ssd.net_spec.spec_from_prototxt_text(open(model[0]).read())
     # conv11 19x19 x 3 priors, conv13 10x10 x 6, then 5, 3, 2, 1 x 6
     assert spec.anchors.shape[0] == 19 * 19 * 3 + (10 * 10 + 5 * 5 + 3 * 3 + 2 * 2 + 1) * 6
