@@ -14,8 +14,10 @@ the trainer runs them with each step) or, with `updates_collections=None`, run b
 Inference mode (is_training False) uses the moving statistics and updates nothing: after training, and for
 fine-tuning with small batches (`--freeze_batch_norm`). `is_training` may also be a boolean tensor.
 
-The moving averages are created with `aggregation=MEAN`, so that under tf.distribute (MirroredStrategy)
-each replica's update is averaged over the replicas; the batch statistics themselves are per replica.
+The moving averages are sync-on-read variables aggregated by MEAN (as Keras' BatchNormalization makes them):
+under tf.distribute (MirroredStrategy) each replica normalises by its own batch and updates its own copy, with
+no communication in the step, and reading them outside the replicas (checkpoints, evaluation) gives the mean
+over the replicas; assigning them there (warm start) sets every copy.
 """
 import tensorflow as tf
 import tf_slim as slim

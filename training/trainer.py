@@ -159,8 +159,8 @@ def build_train_graph(model, input_fn, learning_rate_fn, optimizer_fn, distribut
         fetches["grad_norm"] = tf.sqrt(fetches.pop("grad_norm_sq"))  # sqrt of the replicas' sum of squares
         fetches["step"] = strategy.experimental_local_results(per_replica["step"])[0]
         fetches["learning_rate"] = learning_rate
-        # Batch norm's moving averages (nets/batch_norm.py): every replica's update op, each the replica's
-        # view of one update averaged over the replicas (the moving variables aggregate by MEAN).
+        # Batch norm's moving averages (nets/batch_norm.py): every replica's update op, each on the replica's
+        # own copy (sync-on-read variables; checkpoints store the mean over the replicas).
         update_ops = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
         fetches["train_op"] = tf.group(strategy.group(per_replica), *update_ops)
         local_inputs = {k: strategy.experimental_local_results(v)[0] for k, v in batch.items()}

@@ -110,3 +110,20 @@ def test_base_restored_heads_new(records, tmp_path, model_name):
     assert any("_box/conv_cls/" in n for n in new)
     classifier = {k for k in base if "logits" in k.lower()}
     assert len(restored) == len(base) - len(classifier)
+
+
+@pytest.mark.parametrize("flag", ["--depth_multiplier=0", "--batch_norm_decay=1.5", "--batch_norm_decay=0"])
+def test_bad_batch_norm_flags_are_config_errors(tmp_path, flag):
+    import train_ssd_network
+    from common.errors import ConfigError
+    with pytest.raises(ConfigError, match=flag.split("=")[0]):
+        train_ssd_network.parse_args([f"--train_dir={tmp_path}", f"--dataset_dir={tmp_path}",
+                                      "--model_name=ssdlite_320_mobilenet_v2", flag])
+
+
+def test_flags_reach_the_model_configuration():
+    import train_ssd_network
+    args = train_ssd_network.parse_args(["--train_dir=x", "--dataset_dir=y", "--model_name=ssd_300_inception_v2",
+                                         "--freeze_batch_norm", "--batch_norm_decay=0.9"])
+    assert args.freeze_batch_norm is True and args.batch_norm_decay == 0.9
+    assert "ssdlite_320_mobilenet_v2" in train_ssd_network.MODELS
