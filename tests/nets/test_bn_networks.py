@@ -162,3 +162,16 @@ def test_preprocessing_range_is_chosen_by_the_model(monkeypatch):
             nets_factory.get_network_fn(name, 21, params=model.params)(pixels)
             with tf.compat.v1.Session() as sess:
                 np.testing.assert_allclose(sess.run(seen["images"]).ravel(), [-1.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("params,size", [(ssdlite_mobilenet_v2.SSDLITE320_PARAMS, 320),
+                                         (ssd_inception_v2.SSD300_INCEPTION_PARAMS, 300)])
+def test_anchor_sizes_are_the_od_apis_scales(params, size):
+    """TF OD API ssd_anchor_generator: s_k = 0.2 + 0.75 k / 5, the extra square sqrt(s_k s_k+1) with s_6 = 1."""
+    scales = [0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 1.0]
+    np.testing.assert_allclose([m[0] for m in params.anchor_min_sizes], np.array(scales[:6]) * size)
+    assert params.anchor_max_sizes[0] == ()  # 3 anchors on the first layer
+    np.testing.assert_allclose([m[0] for m in params.anchor_max_sizes[1:]], np.array(scales[2:]) * size)
+    centres = anchors_lib.ssd_anchors(params)[:, 1::2].mean(axis=1)  # x centres
+    n = params.feat_shapes[0][1]
+    np.testing.assert_allclose(np.unique(np.round(centres[:n * n * 3], 6))[:3], (np.arange(3) + 0.5) / n, atol=1e-6)
