@@ -27,6 +27,7 @@ DATASETS = ("pascalvoc_2007", "pascalvoc_2012", "pascalvoc_0712", "voc_custom")
 MODELS = ("ssd_300_vgg", "ssd_300_vgg_lite", "ssd_512_vgg")
 DATASETS += ("coco", "coco_2017", "coco_2014")  # datasets/coco.py
 MODELS += ("ssd_300_vgg_coco", "ssd_512_vgg_coco")  # the Caffe COCO models' anchors, 81 classes
+MODELS += ("ssd_300_resnet_v1_50", "ssd_300_inception_v2", "ssdlite_320_mobilenet_v2")  # batch norm bases
 OPTIMIZERS = ("adadelta", "adagrad", "adam", "ftrl", "momentum", "sgd", "rmsprop")
 DECAY_TYPES = ("exponential", "fixed", "polynomial", "piecewise", "multistep")
 
@@ -96,6 +97,13 @@ def parse_args(argv):
       help="zoom-out probability (Caffe expand_param prob; default: the --augmentation preset's, 0.5 for ssd)")
     m("--max_expand_ratio", type=float, default=4.0, help="largest zoom-out canvas (Caffe max_expand_ratio)")
     m("--weight_decay", type=float, default=0.0005, help="L2 decay of every trained variable but biases")
+    m("--freeze_batch_norm", type=_bool, nargs="?", const=True, default=False,
+      help="batch norm layers use their (checkpoint's) moving statistics and do not update them: for "
+           "fine-tuning with small batches")
+    m("--batch_norm_decay", type=float, default=None,
+      help="moving-average decay of batch norm (default: the base's, 0.997 / 0.9997); e.g. 0.9 for short runs")
+    m("--depth_multiplier", type=float, default=None,
+      help="channel multiplier of the base (ssdlite_320_mobilenet_v2; default: the model's, 1.0)")
     c = p.add_argument_group("initial weights").add_argument
     c("--checkpoint_path", default=None, help="checkpoint (or its directory) to start a new run from")
     c("--checkpoint_model_scope", default=None,
@@ -145,6 +153,10 @@ def parse_args(argv):
             raise ConfigError(f"--{name}", f"must be >= 1, got {getattr(args, name)}")
     if not 0.0 <= (args.expand_prob or 0.0) <= 1.0 or args.max_expand_ratio < 1.0:
         raise ConfigError("--expand_prob", "needs 0 <= --expand_prob <= 1 and --max_expand_ratio >= 1")
+    if args.depth_multiplier is not None and args.depth_multiplier <= 0:
+        raise ConfigError("--depth_multiplier", f"must be > 0, got {args.depth_multiplier}")
+    if args.batch_norm_decay is not None and not 0.0 < args.batch_norm_decay < 1.0:
+        raise ConfigError("--batch_norm_decay", f"must be in (0, 1), got {args.batch_norm_decay}")
     if args.max_number_of_steps is not None and args.max_number_of_steps < 0:
         raise ConfigError("--max_number_of_steps", f"must be >= 0, got {args.max_number_of_steps}")
     if args.checkpoint_path is not None and not os.path.exists(args.checkpoint_path) \
@@ -173,7 +185,11 @@ def main(argv=None):
     except ValueError as err:
         raise ConfigError("--dataset_name", str(err)) from None
     config = nets_factory.default_config(args.model_name, class_names=dataset.class_names)
-    model = nets_factory.build_model(config, is_training=True)  # the trainer adds the weight decay
+    for name in ("depth_multiplier", "batch_norm_decay"):
+        if getattr(args, name) is not None:
+            config["params"][name] = getattr(args, name)
+    model = nets_factory.build_model(config, is_training=True,  # the trainer adds the weight decay
+                                     freeze_batch_norm=args.freeze_batch_norm)
     devices = None
     if args.clone_on_cpu:  # N logical CPU devices (set before TensorFlow's runtime starts)
         if args.num_clones > 1:

@@ -88,3 +88,12 @@ def ssd_anchors(params):
                   params.anchor_max_sizes[i], params.anchor_ratios[i], params.anchor_flip,
                   params.anchor_clip, params.anchor_steps[i], params.anchor_offset)
         for i in range(len(params.feat_layers))], axis=0)
+
+
+def linear_scale_sizes(image_size, num_layers, min_scale=0.2, max_scale=0.95):
+    """(min_sizes, max_sizes) in pixels of TF OD API's ssd_anchor_generator scales, one per layer:
+    s_k = min_scale + (max_scale - min_scale) k / (num_layers - 1), and max_size s_{k+1} (1.0 after the
+    last layer), as the interpolated sqrt(s_k s_{k+1}) square that PriorBox's max_size gives."""
+    scales = [min_scale + (max_scale - min_scale) * k / (num_layers - 1) for k in range(num_layers)] + [1.0]
+    return (tuple((scales[k] * image_size,) for k in range(num_layers)),
+            tuple((scales[k + 1] * image_size,) for k in range(num_layers)))

@@ -13,6 +13,7 @@ import tf_slim as slim
 
 from nets import anchors as anchors_lib
 from nets import ssd_vgg_300, ssd_vgg_512
+from nets import ssd_inception_v2, ssd_resnet_v1, ssdlite_mobilenet_v2
 from nets.ssd_params import SSDParams
 
 networks_map = {
@@ -22,6 +23,12 @@ networks_map = {
     "ssd_300_vgg_coco": ssd_vgg_300.ssd_300_vgg_coco,  # the Caffe COCO models' anchors, 81 classes
     "ssd_512_vgg_coco": ssd_vgg_512.ssd_512_vgg_coco,
 }
+# Batch norm bases warm-started from TF-Slim ImageNet checkpoints (docs/models.md).
+networks_map.update({
+    "ssd_300_resnet_v1_50": ssd_resnet_v1.ssd_300_resnet_v1_50,
+    "ssd_300_inception_v2": ssd_inception_v2.ssd_300_inception_v2,
+    "ssdlite_320_mobilenet_v2": ssdlite_mobilenet_v2.ssdlite_320_mobilenet_v2,
+})
 
 arg_scopes_map = {
     "ssd_300_vgg": ssd_vgg_300.ssd_arg_scope,
@@ -30,6 +37,11 @@ arg_scopes_map = {
     "ssd_300_vgg_coco": ssd_vgg_300.ssd_arg_scope,
     "ssd_512_vgg_coco": ssd_vgg_300.ssd_arg_scope,
 }
+arg_scopes_map.update({
+    "ssd_300_resnet_v1_50": ssd_resnet_v1.ssd_resnet_arg_scope,
+    "ssd_300_inception_v2": ssd_inception_v2.ssd_inception_arg_scope,
+    "ssdlite_320_mobilenet_v2": ssdlite_mobilenet_v2.ssdlite_arg_scope,
+})
 
 # Networks built from a Caffe deploy prototxt rather than defined here: name -> build_from_config(config)
 # returning an SSDModel. Registered by nets/caffe_ssd.py.
@@ -52,19 +64,24 @@ def get_params(name, num_classes=None):
     return params if num_classes is None else params.replace(num_classes=num_classes)
 
 
-def get_network_fn(name, num_classes, weight_decay=0.0, is_training=False, params=None):
+def get_network_fn(name, num_classes, weight_decay=0.0, is_training=False, params=None, freeze_batch_norm=False):
     """fn(images) -> ((logits, localisations), end_points), in the network's arg_scope.
 
-    `fn.default_image_size` and `fn.params` describe the network.
+    `fn.default_image_size` and `fn.params` describe the network. freeze_batch_norm: batch norm layers use
+    and keep their moving statistics while training (fine-tuning with small batches).
     """
     _check_name(name)
     func = networks_map[name]
     params = (params or func.default_params).replace(num_classes=num_classes)
+    # SSD has no dropout: a network's is_training only sets the mode of its batch norm layers.
+    training = is_training and not freeze_batch_norm
 
     @functools.wraps(func)
     def network_fn(images, reuse=None):
+        if params.input_scale != 1.0:  # e.g. Inception / MobileNet inputs in [-1, 1]: (x - 127.5) / 127.5
+            images = images * params.input_scale
         with slim.arg_scope(arg_scopes_map[name](weight_decay=weight_decay)):
-            return func(images, num_classes=num_classes, is_training=is_training, params=params, reuse=reuse)
+            return func(images, num_classes=num_classes, is_training=training, params=params, reuse=reuse)
 
     network_fn.default_image_size = params.img_shape[0]
     network_fn.params = params
@@ -91,8 +108,8 @@ class SSDModel:
     config: dict = None
 
 
-def build_model(config, weight_decay=0.0, is_training=False):
-    """SSDModel from a model configuration dict (see model_config.py)."""
+def build_model(config, weight_decay=0.0, is_training=False, freeze_batch_norm=False):
+    """SSDModel from a model configuration dict (see model_config.py); freeze_batch_norm: get_network_fn."""
     name = config["model_name"]
     _check_name(name)
     if name in config_builders_map:
@@ -106,7 +123,7 @@ def build_model(config, weight_decay=0.0, is_training=False):
     return SSDModel(
         name=name,
         network_fn=get_network_fn(name, num_classes, weight_decay=weight_decay, is_training=is_training,
-                                  params=params),
+                                  params=params, freeze_batch_norm=freeze_batch_norm),
         anchors=anchors_lib.ssd_anchors(params),
         variances=tuple(params.prior_variances),
         image_size=tuple(params.img_shape),
@@ -130,7 +147,7 @@ def default_config(name, num_classes=None, class_names=None):
         "num_classes": params.num_classes,
         "class_names": list(class_names) if class_names else None,
         "params": params.to_dict(),
-        "mean_rgb": list(VGG_MEAN_RGB),
+        "mean_rgb": list(getattr(networks_map[name], "mean_rgb", VGG_MEAN_RGB)),
         "post_processing": dict(DEFAULT_POST_PROCESSING),
     }
 

@@ -22,6 +22,9 @@ class SSDParams:
     normalizations: tuple = ()  # per layer: initial L2-normalisation scale, or -1 for none
     prior_variances: tuple = (0.1, 0.1, 0.2, 0.2)
     channel_divisor: int = 1    # divides every hidden layer's channel count (8 for the *_lite models)
+    depth_multiplier: float = 1.0  # channel multiplier of a MobileNet base (TF-Slim's depth_multiplier)
+    input_scale: float = 1.0
+    batch_norm_decay: float = None  # moving-average decay of batch norm in training (None: the base's default)    # multiplies the mean-subtracted input (1 / 127.5: Inception's [-1, 1])
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)

@@ -124,22 +124,32 @@ def ssd_vgg(inputs, params, extra_blocks, is_training=False, reuse=None, scope="
                 net = padded_conv(net, depth(d2), kernel, stride, pad, scope="conv3x3")
             end_points[name] = net
 
-        num_anchors = anchors_lib.layer_num_anchors(params)
-        locs, logits = [], []
-        for i, layer in enumerate(params.feat_layers):
-            feat = end_points[layer]
-            expected = tuple(params.feat_shapes[i])
-            if feat.shape[1] is not None and tuple(feat.shape[1:3]) != expected:
-                raise ValueError(f"{layer} is {tuple(feat.shape[1:3])}, params say {expected}")
-            loc, cls = multibox_head(feat, params.num_classes, num_anchors[i],
-                                     params.normalizations[i], scope=f"{layer}_box")
-            locs.append(loc)
-            logits.append(cls)
-        logits = tf.concat(logits, axis=1, name="logits")
-        localisations = tf.concat(locs, axis=1, name="localisations")
-        end_points["logits"] = logits
-        end_points["localisations"] = localisations
-        end_points["predictions"] = tf.nn.softmax(logits)
+        return multibox_layers(end_points, params)
+
+
+def multibox_layers(end_points, params, head_fn=multibox_head):
+    """The heads on params.feat_layers, concatenated in anchor order; adds logits, localisations and
+    predictions to end_points. head_fn(net, num_classes, num_anchors, normalization, scope) -> (loc, cls).
+
+    Returns ((logits [B, N, num_classes], localisations [B, N, 4]), end_points). Call it inside the
+    network's variable scope; heads are scoped `<layer>_box` ('/' in a layer name becomes '_').
+    """
+    num_anchors = anchors_lib.layer_num_anchors(params)
+    locs, logits = [], []
+    for i, layer in enumerate(params.feat_layers):
+        feat = end_points[layer]
+        expected = tuple(params.feat_shapes[i])
+        if feat.shape[1] is not None and tuple(feat.shape[1:3]) != expected:
+            raise ValueError(f"{layer} is {tuple(feat.shape[1:3])}, params say {expected}")
+        loc, cls = head_fn(feat, params.num_classes, num_anchors[i], params.normalizations[i],
+                           scope=layer.replace("/", "_") + "_box")
+        locs.append(loc)
+        logits.append(cls)
+    logits = tf.concat(logits, axis=1, name="logits")
+    localisations = tf.concat(locs, axis=1, name="localisations")
+    end_points["logits"] = logits
+    end_points["localisations"] = localisations
+    end_points["predictions"] = tf.nn.softmax(logits)
     return (logits, localisations), end_points
 
 

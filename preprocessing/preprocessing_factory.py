@@ -7,6 +7,13 @@ preprocessing_fn_map = {
     "ssd_512_vgg": ssd_vgg_preprocessing,
     "caffe_ssd": ssd_vgg_preprocessing,
 }
+# The batch norm bases: the same augmentation; their [-1, 1] input range comes from the model configuration
+# (mean_rgb 127.5 subtracted here, params.input_scale 1 / 127.5 applied by nets_factory.get_network_fn).
+preprocessing_fn_map.update({
+    "ssd_300_resnet_v1_50": ssd_vgg_preprocessing,
+    "ssd_300_inception_v2": ssd_vgg_preprocessing,
+    "ssdlite_320_mobilenet_v2": ssd_vgg_preprocessing,
+})
 
 
 def get_preprocessing(name, is_training=False, from_encoded=False):

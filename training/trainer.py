@@ -33,6 +33,7 @@ from training.checkpoint_init import variable_name
 log = logging.getLogger("ssd.train")
 
 SUM = tf.distribute.ReduceOp.SUM
+NOT_DECAYED = ("/biases", "/BatchNorm/beta", "/BatchNorm/gamma")
 
 
 class NonFiniteLossError(SSDError):
@@ -132,7 +133,8 @@ def build_train_graph(model, input_fn, learning_rate_fn, optimizer_fn, distribut
             if not to_train:
                 raise ConfigError("--trainable_scopes", f"no variable matches {list(options.trainable_scopes)}")
             trained[:] = to_train
-            decayed = [v for v in to_train if not variable_name(v).endswith("/biases")]
+            # No decay on biases (Caffe) nor on batch norm's offset and scale (TF-Slim, TF OD API).
+            decayed = [v for v in to_train if not variable_name(v).endswith(NOT_DECAYED)]
             regularization = tf.constant(0.0)
             if options.weight_decay and decayed:
                 regularization = options.weight_decay / replicas * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
@@ -158,7 +160,10 @@ def build_train_graph(model, input_fn, learning_rate_fn, optimizer_fn, distribut
         fetches["grad_norm"] = tf.sqrt(fetches.pop("grad_norm_sq"))  # sqrt of the replicas' sum of squares
         fetches["step"] = strategy.experimental_local_results(per_replica["step"])[0]
         fetches["learning_rate"] = learning_rate
-        fetches["train_op"] = strategy.group(per_replica)
+        # Batch norm's moving averages (nets/batch_norm.py): every replica's update op, each on the replica's
+        # own copy (sync-on-read variables; checkpoints store the mean over the replicas).
+        update_ops = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
+        fetches["train_op"] = tf.group(strategy.group(per_replica), *update_ops)
         local_inputs = {k: strategy.experimental_local_results(v)[0] for k, v in batch.items()}
         summary_op = summaries.build_summaries(fetches, learning_rate, local_inputs["image"], local_inputs["boxes"],
                                                model.mean_rgb, options.num_summary_images, options.batch_size)

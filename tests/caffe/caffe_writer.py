@@ -149,6 +149,14 @@ def vgg_ssd_net(model_name, num_classes=21, prior_overrides=None, normalize="acr
             prior += " " + prior_overrides[source]
         b.add(f"{source}_mbox_priorbox", "PriorBox", [source, "data"], prior_box_param=prior)
         priors.append(f"{source}_mbox_priorbox")
+    det = add_detection_output(b, locs, confs, priors, num_classes, top_k=400, keep_top_k=200)
+    det.include.add(phase=1)  # TEST, as in the released deploy files
+    return b.net, convs
+
+
+def add_detection_output(b, locs, confs, priors, num_classes, top_k, keep_top_k):
+    """Caffe SSD's tail: mbox_loc / mbox_conf / mbox_priorbox concatenated, the softmax over classes and the
+    DetectionOutput layer; returns the DetectionOutput layer."""
     b.add("mbox_loc", "Concat", locs, concat_param="axis: 1")
     b.add("mbox_conf", "Concat", confs, concat_param="axis: 1")
     b.add("mbox_priorbox", "Concat", priors, concat_param="axis: 2")
@@ -156,12 +164,10 @@ def vgg_ssd_net(model_name, num_classes=21, prior_overrides=None, normalize="acr
           reshape_param=f"shape {{ dim: 0 dim: -1 dim: {num_classes} }}")
     b.add("mbox_conf_softmax", "Softmax", "mbox_conf_reshape", softmax_param="axis: 2")
     b.add("mbox_conf_flatten", "Flatten", "mbox_conf_softmax", flatten_param="axis: 1")
-    det = b.add("detection_out", "DetectionOutput", ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"],
-                detection_output_param=f"num_classes: {num_classes} share_location: true "
-                "background_label_id: 0 nms_param { nms_threshold: 0.45 top_k: 400 } code_type: CENTER_SIZE "
-                "keep_top_k: 200 confidence_threshold: 0.01")
-    det.include.add(phase=1)  # TEST, as in the released deploy files
-    return b.net, convs
+    return b.add("detection_out", "DetectionOutput", ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"],
+                 detection_output_param=f"num_classes: {num_classes} share_location: true "
+                 f"background_label_id: 0 nms_param {{ nms_threshold: 0.45 top_k: {top_k} }} code_type: CENTER_SIZE "
+                 f"keep_top_k: {keep_top_k} confidence_threshold: 0.01")
 
 
 def vgg_ssd_weights(convs, seed=0, input_std=60.0):
@@ -182,4 +188,87 @@ def vgg_ssd_weights(convs, seed=0, input_std=60.0):
         weights[name] = [(rng.standard_normal((cout, cin, k, k), np.float32) * np.float32(std)),
                          (rng.standard_normal(cout, np.float32) * np.float32(bias))]
     weights["conv4_3_norm"] = [rng.uniform(5.0, 20.0, 512).astype(np.float32)]
+    return weights
+
+
+# chuanqi305/MobileNet-SSD (MobileNetSSD_deploy, 300x300): MobileNet-v1 conv0..conv13 (depthwise 3x3 "convN/dw" +
+# pointwise 1x1 "convN"), then conv14_1/2 .. conv17_1/2; every convolution without bias, followed by
+# BatchNorm "<conv>/bn", Scale "<conv>/scale" (bias) and ReLU "<conv>/relu"; 1x1 heads on conv11 (3 priors:
+# min_size 60, ratio 2), conv13 (6 priors) .. conv17_2. Input: (BGR - 127.5) * 0.007843.
+MOBILENET_SSD = dict(
+    size=300,
+    # (pointwise depth, depthwise stride) of conv1 .. conv13
+    body=[(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1),
+          (512, 1), (1024, 2), (1024, 1)],
+    extra=[(256, 512), (128, 256), (128, 256), (64, 128)],
+    sources=["conv11", "conv13", "conv14_2", "conv15_2", "conv16_2", "conv17_2"],
+    min_sizes=[60, 105, 150, 195, 240, 285], max_sizes=[None, 150, 195, 240, 285, 300],
+    ratios=[[2], [2, 3], [2, 3], [2, 3], [2, 3], [2, 3]])
+
+
+def mobilenet_ssd_net(num_classes=21):
+    """(NetParameter, {conv layer: (cin, cout, k, group, bias)}) of chuanqi305's MobileNet-SSD deploy net."""
+    cfg = MOBILENET_SSD
+    b = NetBuilder("MobileNet-SSD", [1, 3, cfg["size"], cfg["size"]])
+    convs = {}
+
+    def conv(name, bottom, cin, cout, k, stride=1, group=1, bn=True):
+        pad = k // 2
+        b.add(name, "Convolution", bottom, convolution_param=f"num_output: {cout} bias_term: {str(not bn).lower()} "
+              f"kernel_size: {k} pad: {pad} stride: {stride}" + (f" group: {group}" if group > 1 else ""))
+        convs[name] = (cin, cout, k, group, not bn)
+        if bn:
+            b.add(f"{name}/bn", "BatchNorm", name, name, batch_norm_param="use_global_stats: true eps: 1e-5")
+            b.add(f"{name}/scale", "Scale", name, name, scale_param="bias_term: true")
+            b.add(f"{name}/relu", "ReLU", name, name)
+        return name
+
+    bottom, cin = conv("conv0", "data", 3, 32, 3, stride=2), 32
+    for i, (cout, stride) in enumerate(cfg["body"], start=1):
+        conv(f"conv{i}/dw", bottom, cin, cin, 3, stride=stride, group=cin)
+        bottom, cin = conv(f"conv{i}", f"conv{i}/dw", cin, cout, 1), cout
+    for i, (c1, c2) in enumerate(cfg["extra"], start=14):
+        conv(f"conv{i}_1", bottom, cin, c1, 1)
+        bottom, cin = conv(f"conv{i}_2", f"conv{i}_1", c1, c2, 3, stride=2), c2
+    channels = {name: cout for name, (_, cout, _, _, _) in convs.items()}
+    locs, confs, priors = [], [], []
+    for i, source in enumerate(cfg["sources"]):
+        anchors = 1 + (cfg["max_sizes"][i] is not None) + 2 * len(cfg["ratios"][i])
+        for kind, depth in (("loc", anchors * 4), ("conf", anchors * num_classes)):
+            name = f"{source}_mbox_{kind}"
+            conv(name, source, channels[source], depth, 1, bn=False)
+            b.add(f"{name}_perm", "Permute", name, permute_param="order: 0 order: 2 order: 3 order: 1")
+            b.add(f"{name}_flat", "Flatten", f"{name}_perm", flatten_param="axis: 1")
+            (locs if kind == "loc" else confs).append(f"{name}_flat")
+        prior = (f"min_size: {cfg['min_sizes'][i]} " +
+                 (f"max_size: {cfg['max_sizes'][i]} " if cfg["max_sizes"][i] else "") +
+                 " ".join(f"aspect_ratio: {r}" for r in cfg["ratios"][i]) +
+                 " flip: true clip: false variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 offset: 0.5")
+        b.add(f"{source}_mbox_priorbox", "PriorBox", [source, "data"], prior_box_param=prior)
+        priors.append(f"{source}_mbox_priorbox")
+    add_detection_output(b, locs, confs, priors, num_classes, top_k=100, keep_top_k=100)
+    return b.net, convs
+
+
+def mobilenet_ssd_weights(convs, seed=0, input_std=0.5):
+    """Random weights for mobilenet_ssd_net: He-scaled kernels, BatchNorm statistics (mean, variance, Caffe's
+    moving-average factor 1) and Scale gamma / beta per channel, heads as vgg_ssd_weights'."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, (cin, cout, k, group, bias) in convs.items():
+        fan_in = cin // group * k * k
+        std = np.sqrt(2.0 / fan_in) / (input_std if name == "conv0" else 1.0)
+        kernel_bias = 0.05
+        if name.endswith("_mbox_loc"):
+            std, kernel_bias = 0.3 / np.sqrt(fan_in), 0.1
+        elif name.endswith("_mbox_conf"):  # smaller than VGG's: the activations here are larger
+            std, kernel_bias = 0.5 / np.sqrt(fan_in), 0.5
+        weights[name] = [rng.standard_normal((cout, cin // group, k, k), np.float32) * np.float32(std)]
+        if bias:
+            weights[name].append(rng.standard_normal(cout, np.float32) * np.float32(kernel_bias))
+        else:
+            weights[f"{name}/bn"] = [rng.normal(0.0, 0.2, cout).astype(np.float32),
+                                     rng.uniform(0.5, 2.0, cout).astype(np.float32), np.ones(1, np.float32)]
+            weights[f"{name}/scale"] = [rng.uniform(0.5, 1.5, cout).astype(np.float32),
+                                        rng.normal(0.1, 0.2, cout).astype(np.float32)]
     return weights
