@@ -13,11 +13,13 @@ from nets import box_coding, model_config, nets_factory, post_processing
 from preprocessing import ssd_vgg_preprocessing
 
 
-def detection_outputs(model, images, select_threshold=None, nms_threshold=None, top_k=None, keep_top_k=None):
+def detection_outputs(model, images, select_threshold=None, nms_threshold=None, top_k=None, keep_top_k=None,
+                      nms="combined"):
     """Detections for pre-processed images.
 
     Args:
       model: nets_factory.SSDModel. images: float32 [B, H, W, 3] mean-subtracted RGB at model.image_size.
+      nms: post_processing.select_detections' formulation ("per_class" needs a static batch size).
     Returns:
       dict: boxes [B, K, 4], scores [B, K], classes [B, K], num_detections [B] (select_detections), plus
       "probabilities" [B, N, C] and "decoded_boxes" [B, N, 4] (raw, before selection) and "end_points".
@@ -32,7 +34,7 @@ def detection_outputs(model, images, select_threshold=None, nms_threshold=None, 
     boxes = box_coding.decode_boxes(tf.cast(offsets, tf.float32), model.anchors, model.variances)
     out = post_processing.select_detections(
         probabilities, boxes, select_threshold=post["select_threshold"], nms_threshold=post["nms_threshold"],
-        top_k=int(post["top_k"]), keep_top_k=int(post["keep_top_k"]))
+        top_k=int(post["top_k"]), keep_top_k=int(post["keep_top_k"]), nms=nms)
     out.update(probabilities=probabilities, decoded_boxes=boxes, end_points=end_points)
     return out
 
