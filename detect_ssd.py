@@ -3,9 +3,12 @@
     python detect_ssd.py --checkpoint_path=checkpoints/ssd_300_vgg --image=photos/ \\
         --output_json=dets.json --output_dir=annotated/ [--model_name=ssd_300_vgg] [--select_threshold=0.01] \\
         [--nms_threshold=0.45] [--top_k=400] [--keep_top_k=200] [--draw_threshold=0.5]
+    python detect_ssd.py --model=export/model.onnx --image=photos/ --output_json=dets.json   # an export
 
 --checkpoint_path is a checkpoint prefix or a directory (its latest checkpoint); the model is rebuilt from the
-ssd_config.json beside it. --image is an image file or a folder of them (.jpg .jpeg .png .bmp .gif .webp .tif
+ssd_config.json beside it. --model=<model.onnx | model.tflite | SavedModel folder> runs an export of
+export_ssd.py through its own runtime instead (ONNX Runtime, LiteRT, TensorFlow; inference/runtimes.py), with
+the post-processing values it was exported with, so an export can be checked before it ships. --image is an image file or a folder of them (.jpg .jpeg .png .bmp .gif .webp .tif
 .tiff, not recursive). The post-processing flags override the model's defaults (Caffe's DetectionOutput
 values for converted models).
 
@@ -29,7 +32,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--checkpoint_path", required=True, help="checkpoint prefix or directory")
+    parser.add_argument("--checkpoint_path", default=None, help="checkpoint prefix or directory")
+    parser.add_argument("--model", default=None, help="an export instead: model.onnx, model.tflite or a SavedModel")
     parser.add_argument("--model_name", default=None, help="expected model name (checked against the config)")
     parser.add_argument("--image", required=True, help="an image file or a folder of images")
     parser.add_argument("--output_json", default=None, help="write the detections here")
@@ -41,6 +45,11 @@ def parse_args(argv):
     parser.add_argument("--draw_threshold", type=float, default=0.5,
                         help="annotated images show the detections scoring at least this")
     args = parser.parse_args(argv)
+    if (args.checkpoint_path is None) == (args.model is None):
+        raise ConfigError("--checkpoint_path", "give either --checkpoint_path or --model")
+    for name in ("top_k", "keep_top_k", "select_threshold", "nms_threshold"):
+        if args.model and getattr(args, name) is not None:
+            raise ConfigError(f"--{name}", "an export keeps the post-processing it was exported with (export_ssd.py)")
     for name in ("top_k", "keep_top_k"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -109,6 +118,7 @@ def annotate(image, record, min_score):
             continue
         # VOC's 1-based inclusive pixels (the project's one conversion), shifted to PIL's 0-based ones.
         box = [int(round(v)) - 1 for v in relative_to_voc(det["bbox"], height, width)]
+        box[2:] = max(box[0], box[2]), max(box[1], box[3])  # a box thinner than a pixel: one pixel, not inverted
         colour = tuple(int(255 * c) for c in colours(det["label"] % 10)[:3])
         draw.rectangle(box, outline=colour, width=line)
         text = f"{det['class']} {det['score']:.2f}"
@@ -140,9 +150,13 @@ def main(argv=None):
 
     records = []
     with contextlib.ExitStack() as stack:
-        detector = stack.enter_context(detection.Detector(
-            args.checkpoint_path, model_name=args.model_name, select_threshold=args.select_threshold,
-            nms_threshold=args.nms_threshold, top_k=args.top_k, keep_top_k=args.keep_top_k))
+        if args.model:
+            from inference import runtimes
+            detector = stack.enter_context(runtimes.open_model(args.model))
+        else:
+            detector = stack.enter_context(detection.Detector(
+                args.checkpoint_path, model_name=args.model_name, select_threshold=args.select_threshold,
+                nms_threshold=args.nms_threshold, top_k=args.top_k, keep_top_k=args.keep_top_k))
         # Annotated images are written into a staging folder that becomes --output_dir only when all are done.
         stage = stack.enter_context(fileio.staging_dir(args.output_dir)) if args.output_dir else None
         class_names = list(detector.class_names)

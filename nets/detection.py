@@ -142,18 +142,22 @@ class Detector:
     optimize: run optimized_graph_def()'s graph instead (frozen, Winograd convolutions on CPUs, XLA): on the
     2-core AVX2 reference machine 2-3x faster than the plain graph; XLA compiles on the first run of each
     batch shape (20-30 s for SSD-300), and raw() / end_points are served from the same frozen graph.
+    batch_size: a static batch size for the images placeholder (None: any); nms: the post-processing's
+    formulation (post_processing.select_detections; exports to runtimes without a combined NMS use
+    "per_class", which needs batch_size).
     """
 
     def __init__(self, checkpoint_path, model_name=None, select_threshold=None, nms_threshold=None,
-                 top_k=None, keep_top_k=None, session_config=None, graph_rewrites=None, optimize=False):
+                 top_k=None, keep_top_k=None, session_config=None, graph_rewrites=None, optimize=False,
+                 batch_size=None, nms="combined"):
         self.model, self.checkpoint = load_model(checkpoint_path, model_name)
         self.graph = tf.Graph()
         with self.graph.as_default():
-            self.images = tf.compat.v1.placeholder(tf.uint8, [None, None, None, 3], name="images")
+            self.images = tf.compat.v1.placeholder(tf.uint8, [batch_size, None, None, 3], name="images")
             inputs = ssd_vgg_preprocessing.preprocess_for_eval(self.images, self.model.image_size,
                                                                self.model.mean_rgb)
             self.outputs = detection_outputs(self.model, inputs, select_threshold, nms_threshold, top_k,
-                                             keep_top_k)
+                                             keep_top_k, nms=nms)
             saver = tf.compat.v1.train.Saver(tf.compat.v1.global_variables())
             if session_config is None:
                 session_config = tf.compat.v1.ConfigProto()

@@ -1,0 +1,186 @@
+"""The Detector's graph (nets/detection.py) written for other runtimes: SavedModel, ONNX and TFLite.
+
+Every format holds the whole detection path: uint8 RGB images [B, H, W, 3] in, resized and mean-subtracted
+inside, the network, softmax, box decoding and Caffe's DetectionOutput inside, and four outputs:
+  boxes float32 [B, K, 4] ([ymin, xmin, ymax, xmax] relative, clipped to the image), scores float32 [B, K]
+  (sorted), classes int32 [B, K] (1..C-1, 0 pads), num_detections int32 [B]; K = keep_top_k.
+The class names and the model configuration travel inside each (see each writer). Each writer builds its
+output beside the target under a temporary name and renames it when complete.
+"""
+import io
+import json
+import os
+import shutil
+import zipfile
+
+import tensorflow as tf
+
+from common import fileio
+
+OUTPUTS = ("boxes", "scores", "classes", "num_detections")
+SIGNATURE_KEY = "serving_default"
+ONNX_OPSET = 17          # NonMaxSuppression (opset 11 semantics), Resize with half-pixel centres
+ONNX_FILE = "model.onnx"
+TFLITE_FILES = {"float32": "model.tflite", "int8": "model_int8.tflite"}
+# The TFLite model's associated files: a zip archive appended to the flatbuffer, as TFLite Support's
+# MetadataPopulator packs them; the interpreter ignores it, zipfile reads it.
+TFLITE_LABELS = "labels.txt"
+TFLITE_CONFIG = "ssd_config.json"
+
+
+def serving_outputs(detector):
+    """The four named outputs of the Detector's graph; boxes clipped to the image (detect_ssd.py clips them
+    when it writes them; an export does it in the graph)."""
+    with detector.graph.as_default():
+        tensors = dict((k, detector.outputs[k]) for k in OUTPUTS)
+        tensors["boxes"] = tf.clip_by_value(tensors["boxes"], 0.0, 1.0, name="clipped_boxes")
+        return {k: tf.identity(v, name=k) for k, v in tensors.items()}
+
+
+def model_metadata(detector, post_processing=None):
+    """The model configuration with the post-processing the Detector was built with (its overrides)."""
+    config = dict(detector.model.config or {})
+    config["post_processing"] = dict(detector.model.post_processing, **(post_processing or {}))
+    return config
+
+
+def export_saved_model(detector, output_dir, post_processing=None):
+    """A SavedModel with the serving signature "serving_default" (images -> the four outputs), the class names
+    in assets.extra/labels.txt and the configuration in assets.extra/ssd_config.json."""
+    outputs = serving_outputs(detector)
+    with detector.graph.as_default():
+        signature = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def(
+            inputs={"images": detector.images}, outputs=outputs)
+
+        def write(tmp):
+            builder = tf.compat.v1.saved_model.Builder(tmp)
+            builder.add_meta_graph_and_variables(
+                detector.session, [tf.saved_model.SERVING], signature_def_map={SIGNATURE_KEY: signature},
+                strip_default_attrs=True)
+            builder.save()
+            extra = os.path.join(tmp, "assets.extra")
+            os.makedirs(extra)
+            with open(os.path.join(extra, "labels.txt"), "w") as f:
+                f.write("".join(f"{name}\n" for name in detector.class_names))
+            with open(os.path.join(extra, "ssd_config.json"), "w") as f:
+                json.dump(model_metadata(detector, post_processing), f, indent=2)
+        return _write_dir(output_dir, write)
+
+
+def frozen_graph_def(detector, outputs):
+    """The Detector's graph with its variables as constants, pruned to `outputs` (a dict of tensors)."""
+    return tf.compat.v1.graph_util.convert_variables_to_constants(
+        detector.session, detector.graph.as_graph_def(), sorted({t.op.name for t in outputs.values()}))
+
+
+def onnx_model(detector, outputs, opset=ONNX_OPSET):
+    """tf2onnx's ModelProto of the frozen graph from `images` to `outputs` (dict name -> tensor), its graph
+    input and outputs named "images" and the dict's keys."""
+    import tf2onnx
+    graph_def = frozen_graph_def(detector, outputs)
+    names = {detector.images.name: "images", **{t.name: k for k, t in outputs.items()}}
+    model, _ = tf2onnx.convert.from_graph_def(
+        graph_def, name="ssd", input_names=[detector.images.name], output_names=[t.name for t in outputs.values()],
+        opset=opset, tensors_to_rename=names)
+    return model
+
+
+def export_onnx(detector, output_dir, post_processing=None, opset=ONNX_OPSET):
+    """<output_dir>/model.onnx: the whole detection path (ONNX NonMaxSuppression inside), input "images", the
+    four outputs by name, metadata_props "class_names" (a JSON list, label i+1 is entry i) and "ssd_config".
+    Needs the Detector built with nms="combined" (tf2onnx converts its shared-boxes CombinedNonMaxSuppression)."""
+    import onnx
+    model = onnx_model(detector, serving_outputs(detector), opset)
+    config = model_metadata(detector, post_processing)
+    for key, value in (("class_names", json.dumps(list(detector.class_names))),
+                       ("ssd_config", json.dumps(config)), ("model_name", detector.model.name)):
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = (f"SSD {detector.model.name}: images uint8 [B, H, W, 3] RGB -> boxes, scores, classes, "
+                        f"num_detections; opset {opset}")
+
+    def write(tmp):
+        onnx.save(model, os.path.join(tmp, ONNX_FILE))
+    return os.path.join(_write_dir(output_dir, write), ONNX_FILE)
+
+
+def calibration_images(dataset, num_images):
+    """uint8 [1, H, W, 3] images of a dataset_factory description, the first num_images of its records in
+    order (the project's decoder), for post-training quantisation."""
+    records = tf.data.TFRecordDataset(list(dataset.files)).map(dataset.decode_fn).take(num_images)
+    for example in records:
+        yield example["image"].numpy()[None]
+
+
+def tflite_model(detector, outputs, precision="float32", calibration=None):
+    """The TFLite flatbuffer of `images` -> `outputs` (built-in ops only: the Detector must be built with
+    batch_size=1 and nms="per_class", whose NMS is TFLite's NON_MAX_SUPPRESSION_V5).
+
+    precision "int8": post-training full-integer quantisation, the activations' ranges calibrated on
+    `calibration` (an iterable of uint8 [1, H, W, 3] images); the convolutions run in int8, the
+    post-processing (softmax, decoding, NMS) stays float32 where TFLite has no integer kernel for it."""
+    converter = tf.compat.v1.lite.TFLiteConverter.from_session(
+        detector.session, [detector.images], list(outputs.values()))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image] for image in calibration)
+    elif precision != "float32":
+        raise ValueError(f"precision must be float32 or int8, got {precision!r}")
+    return converter.convert()
+
+
+def export_tflite(detector, output_dir, post_processing=None, precision="float32", calibration=None):
+    """<output_dir>/model.tflite (float32) or model_int8.tflite: see tflite_model. Input "images" uint8
+    [1, H, W, 3] (resize_tensor_input for another H, W), the four outputs by name. The class names
+    (labels.txt) and the configuration (ssd_config.json) are associated files in a zip archive appended to
+    the flatbuffer (read them with zipfile.ZipFile(path))."""
+    outputs = serving_outputs(detector)
+    flatbuffer = tflite_model(detector, outputs, precision, calibration)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(TFLITE_LABELS, "".join(f"{name}\n" for name in detector.class_names))
+        z.writestr(TFLITE_CONFIG, json.dumps(model_metadata(detector, post_processing), indent=2))
+    name = TFLITE_FILES[precision]
+
+    def write(tmp):
+        with open(os.path.join(tmp, name), "wb") as f:
+            f.write(flatbuffer)
+            f.write(archive.getvalue())
+    return os.path.join(_write_dir(output_dir, write), name)
+
+
+def tflite_associated_file(path, name=TFLITE_LABELS):
+    """The text of an associated file of a .tflite model written by export_tflite (None without one)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.read(name).decode("utf-8")
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return None
+
+
+def _write_dir(output_dir, write):
+    """Calls write(tmp) on a temporary folder beside output_dir, which becomes output_dir when it returns (an
+    empty output_dir is replaced); on any error the temporary folder is removed and output_dir left as it was."""
+    final = os.path.abspath(output_dir)
+    tmp = fileio.tmp_name(final)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        write(tmp)
+        if os.path.isdir(final):
+            os.rmdir(final)  # empty, checked by the caller
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def network_outputs(detector):
+    """The raw detection path before selection: probabilities [B, N, C] and decoded boxes [B, N, 4] (for
+    network-only timings of the same graph in other runtimes)."""
+    with detector.graph.as_default():
+        return {"probabilities": tf.identity(detector.outputs["probabilities"], name="net_probabilities"),
+                "decoded_boxes": tf.identity(detector.outputs["decoded_boxes"], name="net_decoded_boxes")}
+
+
