@@ -22,7 +22,8 @@ def detection_outputs(model, images, select_threshold=None, nms_threshold=None, 
       nms: post_processing.select_detections' formulation ("per_class" needs a static batch size).
     Returns:
       dict: boxes [B, K, 4], scores [B, K], classes [B, K], num_detections [B] (select_detections), plus
-      "probabilities" [B, N, C] and "decoded_boxes" [B, N, 4] (raw, before selection) and "end_points".
+      "probabilities" [B, N, C] and "decoded_boxes" [B, N, 4] (raw, before selection), the network's own
+      "logits" and "offsets", and "end_points".
     """
     post = dict(model.post_processing)
     for key, value in (("select_threshold", select_threshold), ("nms_threshold", nms_threshold),
@@ -35,7 +36,7 @@ def detection_outputs(model, images, select_threshold=None, nms_threshold=None, 
     out = post_processing.select_detections(
         probabilities, boxes, select_threshold=post["select_threshold"], nms_threshold=post["nms_threshold"],
         top_k=int(post["top_k"]), keep_top_k=int(post["keep_top_k"]), nms=nms)
-    out.update(probabilities=probabilities, decoded_boxes=boxes, end_points=end_points)
+    out.update(probabilities=probabilities, decoded_boxes=boxes, logits=logits, offsets=offsets, end_points=end_points)
     return out
 
 

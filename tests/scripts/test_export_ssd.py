@@ -321,3 +321,42 @@ def test_export_refuses_what_it_cannot_export(lite_checkpoint, tmp_path):
         export_ssd.main([f"--checkpoint_path={lite_checkpoint}", f"--output_dir={target}", "--format=tflite",
                          "--precision=int8", f"--calibration_dataset_dir={tmp_path}", "--calibration_split=nope"])
     assert sorted(os.listdir(tmp_path)) == ["bare"]  # no output folder, no temporary beside it
+
+
+@pytest.mark.slow
+def test_int8_tflite_keeps_the_map_of_float_at_under_30_percent_of_the_size(tmp_path):
+    """A reduced quickstart (300 training steps) scored on a quickstart-sized test split (300 synthetic images):
+    the float32 TFLite export scores TensorFlow's own mAP (eval_ssd_network.py), the int8 one (calibrated on
+    the training split, 200 images) within 0.03 of it, in at most 30% of the file. About 5 minutes on 2 cores."""
+    from benchmarks import bench_export_map
+    from datasets import dataset_factory
+    from evaluation.ground_truth import ground_truth_from_records
+    from inference import runtimes
+    out = tmp_path / "qs"
+    proc = subprocess.run([sys.executable, "quickstart.py", f"--output_dir={out}", "--num_train=200",
+                           "--num_test=300", "--max_number_of_steps=300", "--num_detect_images=1"],
+                          cwd=os.path.dirname(os.path.abspath(export_ssd.__file__)), capture_output=True, text=True,
+                          timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    tf_map = json.loads((out / "eval" / "results.json").read_text())["mAP_VOC07"]
+    assert tf_map > 0.05, tf_map  # trained enough for the comparison to mean something
+    records, train = out / "tfrecords", out / "train"
+    float_path = export_ssd.main([f"--checkpoint_path={train}", f"--output_dir={tmp_path / 'f32'}",
+                                  "--format=tflite"]) == 0 and tmp_path / "f32" / "model.tflite"
+    int8_path = export_ssd.main([f"--checkpoint_path={train}", f"--output_dir={tmp_path / 'int8'}", "--format=tflite",
+                                 "--precision=int8", f"--calibration_dataset_dir={records}",
+                                 "--calibration_split=synthetic_train", "--num_calibration_images=200"]) == 0 \
+        and tmp_path / "int8" / "model_int8.tflite"
+    dataset = dataset_factory.get_dataset("voc_custom", "synthetic_test", str(records))
+    ground_truth = ground_truth_from_records(list(dataset.files), dataset.class_names)
+    images = list(bench_export_map.split_images(dataset))
+    assert len(images) == 300
+    maps = {}
+    for name, path in (("float32", float_path), ("int8", int8_path)):
+        with runtimes.open_model(str(path)) as detector:
+            maps[name] = bench_export_map.export_map(detector, images, ground_truth)[0].map_voc07
+    print(f"mAP_VOC07: TensorFlow {tf_map:.4f}, TFLite float32 {maps['float32']:.4f}, int8 {maps['int8']:.4f}; "
+          f"size int8/float32 {os.path.getsize(int8_path) / os.path.getsize(float_path):.3f}")
+    assert maps["float32"] == pytest.approx(tf_map, abs=2e-3)
+    assert abs(maps["int8"] - maps["float32"]) <= 0.03, maps
+    assert os.path.getsize(int8_path) <= 0.30 * os.path.getsize(float_path)
