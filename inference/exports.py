@@ -115,13 +115,12 @@ def tflite_model(detector, outputs, precision="float32", calibration=None):
     """The TFLite flatbuffer of `images` -> `outputs` (built-in ops only: the Detector must be built with
     batch_size=1 and nms="per_class", whose NMS is TFLite's NON_MAX_SUPPRESSION_V5).
 
-    precision "int8": post-training full-integer quantisation of the network (every op of the network's
-    variable scope: convolutions, pooling, L2 normalisation, the heads' concatenations; the input resize and
-    mean too), activation ranges calibrated on `calibration` (an iterable of uint8 [1, H, W, 3] images).
-    Softmax, box decoding and NMS stay float32: int8 decoded boxes and scores in steps of 1/256 cost half the
-    mAP of the quickstart model (0.41 against 0.80), float ones 0.004. The float constants left (the anchors)
-    are stored as float16 (a DEQUANTIZE op restores them when the model loads), and the intermediate tensors
-    lose their long TensorFlow names (the graph's input and outputs keep theirs)."""
+    precision "int8": post-training full-integer quantisation of the network (the ops of the network's
+    variable scope: convolutions, pooling, the heads; the input resize and mean too), activation ranges
+    calibrated on `calibration` (an iterable of uint8 [1, H, W, 3] images). Softmax, box decoding and NMS stay
+    float32: int8 decoded boxes and scores in steps of 1/256 cost half the mAP of the quickstart model (0.41
+    against 0.80). So does the L2-normalised layer (conv4_3) with its normalisation (_float_ops), whose
+    filters are stored as int8 all the same, and the anchors as float16 (_compact)."""
     import tensorflow as tf
 
     def converter():
@@ -133,9 +132,8 @@ def tflite_model(detector, outputs, precision="float32", calibration=None):
         return converter().convert()
     if precision != "int8":
         raise ValueError(f"precision must be float32 or int8, got {precision!r}")
-    # The ops outside the network's scope, by the names the float conversion gives them, stay float.
     scope = detector.outputs["logits"].op.name.split("/")[0] + "/"
-    float_ops = sorted(name for name in _op_output_names(converter().convert()) if not name.startswith(scope))
+    float_ops = sorted(_float_ops(converter().convert(), scope))
     conv = converter()
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     calibration = [image for image in calibration]
@@ -146,17 +144,33 @@ def tflite_model(detector, outputs, precision="float32", calibration=None):
     return _compact(bytes(debugger.get_nondebug_quantized_model()))
 
 
-def _op_output_names(flatbuffer):
-    """The names of the tensors the operators of a TFLite model write (the node names its quantiser uses)."""
+def _float_ops(flatbuffer, scope):
+    """The operators of a float TFLite model to leave unquantised, by the names of the tensors they write (the
+    node names of TFLite's quantiser): every operator outside the network's scope (softmax, decoding, NMS), and
+    each L2 normalisation with the layer that feeds it and the scaling after it. SSD normalises conv4_3 because
+    its activations span a far wider range than the other layers' (Liu et al., ParseNet); quantised per
+    tensor, that layer alone cost 0.07 mAP_VOC07 on a briefly trained quickstart model (0.37 against 0.45)."""
+    from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
-    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer)).subgraphs[0]
-    return {graph.tensors[i].name.decode() for op in graph.operators for i in op.outputs}
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    graph = model.subgraphs[0]
+    name = lambda index: graph.tensors[index].name.decode()  # noqa: E731
+    code = lambda op: max(model.operatorCodes[op.opcodeIndex].builtinCode,  # noqa: E731
+                          model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)
+    keep_float = {name(op.outputs[0]) for op in graph.operators if not name(op.outputs[0]).startswith(scope)}
+    for op in graph.operators:
+        if code(op) == schema.BuiltinOperator.L2_NORMALIZATION:
+            normalised = set(op.outputs)
+            keep_float |= {name(op.inputs[0]), name(op.outputs[0])}
+            keep_float |= {name(o.outputs[0]) for o in graph.operators if normalised & set(o.inputs)}
+    return keep_float
 
 
 def _compact(flatbuffer, min_elements=1024):
-    """The float32 constants of at least min_elements values stored as float16, each restored by a DEQUANTIZE
-    op at the start of the graph (what TFLite's float16 quantisation writes); intermediate tensors named
-    by their index."""
+    """A quantised TFLite model made smaller without changing what it computes beyond storage precision:
+    the float32 filters of the convolutions left float stored as int8 (per output channel, symmetric), the
+    other float32 constants of at least min_elements values (the anchors) as float16, each restored by a
+    DEQUANTIZE op at the start of the graph; intermediate tensors named by their index."""
     import numpy as np
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
@@ -165,24 +179,37 @@ def _compact(flatbuffer, min_elements=1024):
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
     if schema.BuiltinOperator.DEQUANTIZE in codes:
         dequantize = codes.index(schema.BuiltinOperator.DEQUANTIZE)
-        model.operatorCodes[dequantize].version = max(model.operatorCodes[dequantize].version, 3)
+        model.operatorCodes[dequantize].version = max(model.operatorCodes[dequantize].version, 5)
     else:
         code = schema.OperatorCodeT()
         code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.DEQUANTIZE
-        code.version = 3  # float16 inputs
+        code.version = 5  # float16 and per-channel int8 inputs
         model.operatorCodes.append(code)
         dequantize = len(model.operatorCodes) - 1
+    filters = {op.inputs[1] for op in graph.operators
+               if codes[op.opcodeIndex] == schema.BuiltinOperator.CONV_2D and len(op.inputs) > 1}
     restore = []
     for index, tensor in enumerate(list(graph.tensors)):
         data = model.buffers[tensor.buffer].data if tensor.buffer else None
         if tensor.type != schema.TensorType.FLOAT32 or data is None or len(data) < 4 * min_elements:
             continue
-        half = schema.BufferT()
-        half.data = np.frombuffer(bytes(bytearray(data)), np.float32).astype(np.float16).view(np.uint8)
-        model.buffers.append(half)
+        values = np.frombuffer(bytes(bytearray(data)), np.float32)
         stored = schema.TensorT()
-        stored.name, stored.shape, stored.type = tensor.name + b"_float16", tensor.shape, schema.TensorType.FLOAT16
-        stored.buffer = len(model.buffers) - 1
+        stored.shape = tensor.shape
+        if index in filters:  # [out, h, w, in]: one scale per output channel
+            per_channel = values.reshape(tensor.shape[0], -1)
+            scale = np.maximum(np.abs(per_channel).max(axis=1), 1e-12) / 127.0
+            stored_values = np.clip(np.round(per_channel / scale[:, None]), -127, 127).astype(np.int8)
+            stored.type, stored.quantization = schema.TensorType.INT8, schema.QuantizationParametersT()
+            stored.quantization.scale = scale.astype(np.float32).tolist()
+            stored.quantization.zeroPoint = [0] * len(scale)
+            stored.quantization.quantizedDimension = 0
+        else:
+            stored_values, stored.type = values.astype(np.float16), schema.TensorType.FLOAT16
+        buffer = schema.BufferT()
+        buffer.data = stored_values.reshape(-1).view(np.uint8)
+        model.buffers.append(buffer)
+        stored.name, stored.buffer = tensor.name + b"_stored", len(model.buffers) - 1
         graph.tensors.append(stored)
         model.buffers[tensor.buffer].data = None
         tensor.buffer = 0
