@@ -8,7 +8,8 @@
 --checkpoint_path is a checkpoint prefix or a directory (its latest checkpoint); the model is rebuilt from the
 ssd_config.json beside it. --model=<model.onnx | model.tflite | SavedModel folder> runs an export of
 export_ssd.py through its own runtime instead (ONNX Runtime, LiteRT, TensorFlow; inference/runtimes.py), with
-the post-processing values it was exported with, so an export can be checked before it ships. --image is an image file or a folder of them (.jpg .jpeg .png .bmp .gif .webp .tif
+the post-processing values it was exported with, so an export can be checked before it ships.
+--image is an image file or a folder of them (.jpg .jpeg .png .bmp .gif .webp .tif
 .tiff, not recursive). The post-processing flags override the model's defaults (Caffe's DetectionOutput
 values for converted models).
 

@@ -171,7 +171,8 @@ def _export_runners(args, images, threads, workdir):
         base = plain.detect(images[0])
         if {"onnxruntime", "openvino", "openvino_bf16"} & set(args.runtime):
             import onnx
-            for path, outputs in (("full", exports.serving_outputs(plain)), ("network", exports.network_outputs(plain))):
+            graphs = (("full", exports.serving_outputs(plain)), ("network", exports.network_outputs(plain)))
+            for path, outputs in graphs:
                 onnx.save(exports.onnx_model(plain, outputs), os.path.join(workdir, f"{path}.onnx"))
     tflite = [r for r in args.runtime if r.startswith("tflite")]
     if tflite:

@@ -56,7 +56,8 @@ class OnnxRuntimeDetector(_Runtime):
         try:
             self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types, all "cannot load"
-            raise ConfigError(path, f"ONNX Runtime cannot load this model: {str(err).strip().splitlines()[0]}") from None
+            reason = str(err).strip().splitlines()[0]
+            raise ConfigError(path, f"ONNX Runtime cannot load this model: {reason}") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.class_names = tuple(json.loads(meta["class_names"])) if "class_names" in meta else ()
         self.output_names = [o.name for o in self.session.get_outputs()]

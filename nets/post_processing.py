@@ -58,8 +58,9 @@ def select_detections(scores, boxes, select_threshold=0.01, nms_threshold=0.45, 
 
 
 def _combined_nms(fg, boxes, top_scores, top_idx, threshold, nms_threshold, top_k, keep_top_k):
-    """fg: [B, C', N] foreground scores. The shared boxes [B, N, 1, 4] and the scores [B, N, C'] with everything outside each class's top_k zeroed
-    (a scatter of the top_k scores into zeros: exact under ties, unlike a comparison with the k-th score)."""
+    """fg: [B, C', N] foreground scores. The shared boxes [B, N, 1, 4] and the scores [B, N, C'] with
+    everything outside each class's top_k zeroed (a scatter of the top_k scores into zeros: exact under ties,
+    unlike a comparison with the k-th score)."""
     shape = tf.shape(top_idx)  # [B, C', k]
     batch_idx = tf.broadcast_to(tf.range(shape[0])[:, None, None], shape)
     class_idx = tf.broadcast_to(tf.range(shape[1])[None, :, None], shape)
