@@ -121,8 +121,6 @@ def tflite_model(detector, outputs, precision="float32", calibration=None):
     float32: int8 decoded boxes and scores in steps of 1/256 cost half the mAP of the quickstart model (0.41
     against 0.80). So does the L2-normalised layer (conv4_3) with its normalisation (_float_ops), whose
     filters are stored as int8 all the same, and the anchors as float16 (_compact)."""
-    import tensorflow as tf
-
     def converter():
         conv = tf.compat.v1.lite.TFLiteConverter.from_session(
             detector.session, [detector.images], list(outputs.values()))
