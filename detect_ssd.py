@@ -6,9 +6,13 @@
     python detect_ssd.py --checkpoint_path=checkpoints/ssd_300_vgg --video=clip.mp4 \
         --output_video=annotated.mp4 --output_json=dets.jsonl [--batch_size=8] [--every_n_frames=1] [--max_frames=N]
     python detect_ssd.py --checkpoint_path=checkpoints/ssd_300_vgg --camera=0 --output_video=camera.mp4
+    python detect_ssd.py --model=export/model.onnx --image=photos/ --output_json=dets.json   # an export
 
 --checkpoint_path is a checkpoint prefix or a directory (its latest checkpoint); the model is rebuilt from the
-ssd_config.json beside it. --image is an image file or a folder of them (.jpg .jpeg .png .bmp .gif .webp .tif
+ssd_config.json beside it. --model=<model.onnx | model.tflite | SavedModel folder> runs an export of
+export_ssd.py through its own runtime instead (ONNX Runtime, LiteRT, TensorFlow; inference/runtimes.py), with
+the post-processing values it was exported with, so an export can be checked before it ships.
+--image is an image file or a folder of them (.jpg .jpeg .png .bmp .gif .webp .tif
 .tiff, not recursive). The post-processing flags override the model's defaults (Caffe's DetectionOutput
 values for converted models).
 
@@ -37,7 +41,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--checkpoint_path", required=True, help="checkpoint prefix or directory")
+    parser.add_argument("--checkpoint_path", default=None, help="checkpoint prefix or directory")
+    parser.add_argument("--model", default=None, help="an export instead: model.onnx, model.tflite or a SavedModel")
     parser.add_argument("--model_name", default=None, help="expected model name (checked against the config)")
     parser.add_argument("--image", default=None, help="an image file or a folder of images")
     parser.add_argument("--video", default=None, help="a video file (instead of --image)")
@@ -56,6 +61,11 @@ def parse_args(argv):
     parser.add_argument("--draw_threshold", type=float, default=0.5,
                         help="annotated images show the detections scoring at least this")
     args = parser.parse_args(argv)
+    if (args.checkpoint_path is None) == (args.model is None):
+        raise ConfigError("--checkpoint_path", "give either --checkpoint_path or --model")
+    for name in ("top_k", "keep_top_k", "select_threshold", "nms_threshold"):
+        if args.model and getattr(args, name) is not None:
+            raise ConfigError(f"--{name}", "an export keeps the post-processing it was exported with (export_ssd.py)")
     if sum(v is not None for v in (args.image, args.video, args.camera)) != 1:
         raise ConfigError("--image", "give exactly one of --image, --video and --camera")
     stream = args.image is None
@@ -139,9 +149,13 @@ def main(argv=None):
     records = []
     with contextlib.ExitStack() as stack:
         source = None if args.image is not None else stack.enter_context(_open_video(args))
-        detector = stack.enter_context(detection.Detector(
-            args.checkpoint_path, model_name=args.model_name, select_threshold=args.select_threshold,
-            nms_threshold=args.nms_threshold, top_k=args.top_k, keep_top_k=args.keep_top_k))
+        if args.model:
+            from inference import runtimes
+            detector = stack.enter_context(runtimes.open_model(args.model))
+        else:
+            detector = stack.enter_context(detection.Detector(
+                args.checkpoint_path, model_name=args.model_name, select_threshold=args.select_threshold,
+                nms_threshold=args.nms_threshold, top_k=args.top_k, keep_top_k=args.keep_top_k))
         if source is not None:
             from inference import video
             summary = video.detect_video(detector, source, args.output_video, args.output_json, args.batch_size,

@@ -1,58 +1,83 @@
-"""Exports an SSD checkpoint (trained, native or converted from Caffe) as a SavedModel for serving.
+"""Exports an SSD checkpoint (trained, native or converted from Caffe) for serving: SavedModel, ONNX or TFLite.
 
     python export_ssd.py --checkpoint_path=checkpoints/ssd_300_vgg --output_dir=serving/ssd_300_vgg/1 \\
-        [--model_name=ssd_300_vgg] [--select_threshold=0.01] [--nms_threshold=0.45] [--top_k=400] \\
-        [--keep_top_k=200] [--optimize]
+        [--format=saved_model|onnx|tflite] [--model_name=ssd_300_vgg] [--select_threshold=0.01] \\
+        [--nms_threshold=0.45] [--top_k=400] [--keep_top_k=200] [--optimize]
+    python export_ssd.py --checkpoint_path=... --output_dir=tflite_int8 --format=tflite --precision=int8 \\
+        --calibration_dataset_dir=tfrecords --calibration_split=voc_2007_trainval \\
+        [--calibration_dataset_name=voc_custom] [--num_calibration_images=300]
 
-The SavedModel holds the whole detection path of nets/detection.py (the Detector's graph): uint8 RGB images
-of any size in, resized and mean-subtracted inside, the network, softmax, box decoding and Caffe's
-DetectionOutput inside, detections out. TensorFlow Serving serves it as is (point --model_base_path at the
-folder above the numbered version folder) and `tf.saved_model.load` runs it without this project's code:
-
-    model = tf.saved_model.load("serving/ssd_300_vgg/1")
-    out = model.signatures["serving_default"](images=tf.constant(batch_uint8))   # [B, H, W, 3] RGB
-
-Signature "serving_default" (method tensorflow/serving/predict):
+Every format holds the whole detection path of nets/detection.py (the Detector's graph): uint8 RGB images in,
+resized and mean-subtracted inside, the network, softmax, box decoding and Caffe's DetectionOutput inside:
   inputs:  images          uint8   [B, H, W, 3]  RGB, any H and W (one size per batch)
   outputs: boxes           float32 [B, K, 4]     [ymin, xmin, ymax, xmax] relative to the image, clipped to it
            scores          float32 [B, K]        sorted, highest first
            classes         int32   [B, K]        labels 1..C-1 (0 is background and pads unused rows)
            num_detections  int32   [B]           valid rows of each image; K = keep_top_k
-The class names and the model configuration are in assets.extra/labels.txt and assets.extra/ssd_config.json.
---output_dir must not exist yet (or be empty); the SavedModel appears complete or not at all.
-
---optimize exports the Detector's optimised CPU graph instead (nets/detection.optimized_graph_def: weights
-frozen into it, 3x3 convolutions as Winograd F(4x4, 3x3), every node marked for XLA): the fast CPU path,
-about 4x larger on disk (the transformed kernels). `tf.saved_model.load` compiles it with XLA on the first
-call; run it with TF_ENABLE_ONEDNN_OPTS=1 so that XLA's matrix products are multi-threaded oneDNN calls, and
-TensorFlow Serving with --xla_cpu_compilation_enabled=true. For GPU serving export without it.
+--format=saved_model (default): signature "serving_default" (method tensorflow/serving/predict); TensorFlow
+  Serving serves it as is (point --model_base_path at the folder above the numbered version folder) and
+  `tf.saved_model.load(dir).signatures["serving_default"](images=...)` runs it without this project. The
+  class names and configuration are in assets.extra/labels.txt and assets.extra/ssd_config.json.
+  --optimize exports the Detector's optimised CPU graph instead (nets/detection.optimized_graph_def: weights
+  frozen into it, 3x3 convolutions as Winograd F(4x4, 3x3), every node marked for XLA): the fast CPU path,
+  about 4x larger on disk. `tf.saved_model.load` compiles it with XLA on the first call; run it with
+  TF_ENABLE_ONEDNN_OPTS=1, and TensorFlow Serving with --xla_cpu_compilation_enabled=true.
+--format=onnx: <output_dir>/model.onnx via tf2onnx, opset 17, the NMS as ONNX NonMaxSuppression; runs in
+  ONNX Runtime, OpenVINO, TensorRT. Class names in the model's metadata_props "class_names" (JSON list),
+  the configuration in "ssd_config".
+--format=tflite: <output_dir>/model.tflite (--precision=float32) or model_int8.tflite (--precision=int8:
+  post-training full-integer quantisation of the network, calibrated on the first --num_calibration_images
+  images of --calibration_split in --calibration_dataset_dir, TFRecords of tf_convert_data.py), built-in
+  ops only (the NMS is TFLite's NON_MAX_SUPPRESSION_V5, one per class), batch 1 (resize_tensor_input for
+  another H, W); runs in the stock LiteRT interpreter. Class names: the associated file labels.txt (and
+  ssd_config.json) in a zip archive appended to the flatbuffer, as TFLite Support packs associated files.
+Check an export with detect_ssd.py --model=<model.onnx | model.tflite | saved_model dir> (docs/export.md).
+--output_dir must not exist yet (or be empty); the export appears complete or not at all.
 """
 import argparse
 import os
-import shutil
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; set before it is imported
 
 from common.errors import ConfigError, run_main  # noqa: E402
 
-SIGNATURE_KEY = "serving_default"
-OUTPUTS = ("boxes", "scores", "classes", "num_detections")
+FORMATS = ("saved_model", "onnx", "tflite")
+PRECISIONS = ("float32", "int8")
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--checkpoint_path", required=True, help="checkpoint prefix or directory")
-    parser.add_argument("--output_dir", required=True, help="the SavedModel folder (e.g. .../<model>/1)")
+    parser.add_argument("--output_dir", required=True, help="the export folder (e.g. .../<model>/1)")
+    parser.add_argument("--format", default="saved_model", help="saved_model (default), onnx or tflite")
     parser.add_argument("--model_name", default=None, help="expected model name (checked against the config)")
     parser.add_argument("--select_threshold", type=float, default=None, help="keep scores above this")
     parser.add_argument("--nms_threshold", type=float, default=None, help="NMS IoU threshold")
     parser.add_argument("--top_k", type=int, default=None, help="candidates per class before NMS")
     parser.add_argument("--keep_top_k", type=int, default=None, help="detections kept per image")
     parser.add_argument("--optimize", action="store_true",
-                        help="export the optimised CPU graph (frozen, Winograd convolutions, XLA)")
+                        help="saved_model: export the optimised CPU graph (frozen, Winograd convolutions, XLA)")
+    parser.add_argument("--precision", default="float32", help="tflite: float32 (default) or int8")
+    parser.add_argument("--calibration_dataset_dir", default=None, help="int8: TFRecords to calibrate on")
+    parser.add_argument("--calibration_dataset_name", default="voc_custom", help="int8: dataset_factory name")
+    parser.add_argument("--calibration_split", default=None, help="int8: the split (converter output name)")
+    parser.add_argument("--num_calibration_images", type=int, default=300, help="int8: images calibrated on")
     args = parser.parse_args(argv)
+    if args.format not in FORMATS:
+        raise ConfigError("--format", f"unknown format {args.format!r} (one of {', '.join(FORMATS)})")
+    if args.precision not in PRECISIONS:
+        raise ConfigError("--precision", f"unknown precision {args.precision!r} (one of {', '.join(PRECISIONS)})")
+    if args.precision == "int8":
+        if args.format != "tflite":
+            raise ConfigError("--precision=int8", "only --format=tflite exports int8")
+        if not (args.calibration_dataset_dir and args.calibration_split):
+            raise ConfigError("--precision=int8", "needs --calibration_dataset_dir and --calibration_split")
+        if args.num_calibration_images < 1:
+            raise ConfigError("--num_calibration_images", f"must be >= 1, got {args.num_calibration_images}")
+    if args.optimize and args.format != "saved_model":
+        raise ConfigError("--optimize", "only with --format=saved_model (its graph is compiled by XLA)")
     for name in ("top_k", "keep_top_k"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -66,60 +91,37 @@ def parse_args(argv):
     return args
 
 
-def export(detector, output_dir, post_processing=None):
-    """Writes the Detector's graph and weights as a SavedModel with the serving signature (see above).
-
-    post_processing: the values the Detector was built with where they differ from the model's defaults,
-    recorded in assets.extra/ssd_config.json."""
-    import json
-    import tensorflow as tf
-    from common import fileio
-
-    with detector.graph.as_default():
-        outputs = dict((k, detector.outputs[k]) for k in OUTPUTS)
-        # detect_ssd.py clips boxes to the image when it writes them; the served model does it in the graph.
-        outputs["boxes"] = tf.clip_by_value(outputs["boxes"], 0.0, 1.0, name="clipped_boxes")
-        signature = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def(
-            inputs={"images": detector.images}, outputs=outputs)
-        final = os.path.abspath(output_dir)
-        tmp = fileio.tmp_name(final)
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            builder = tf.compat.v1.saved_model.Builder(tmp)
-            builder.add_meta_graph_and_variables(
-                detector.session, [tf.saved_model.SERVING], signature_def_map={SIGNATURE_KEY: signature},
-                strip_default_attrs=True)
-            builder.save()
-            extra = os.path.join(tmp, "assets.extra")
-            os.makedirs(extra)
-            with open(os.path.join(extra, "labels.txt"), "w") as f:
-                f.write("".join(f"{name}\n" for name in detector.class_names))
-            config = dict(detector.model.config or {})
-            config["post_processing"] = dict(detector.model.post_processing, **(post_processing or {}))
-            with open(os.path.join(extra, "ssd_config.json"), "w") as f:
-                json.dump(config, f, indent=2)
-            if os.path.isdir(final):
-                os.rmdir(final)  # empty, checked by parse_args
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return final
-
-
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from nets import caffe_ssd  # noqa: F401  (registers the caffe_ssd model with nets_factory)
     from nets import detection
+    from inference import exports
 
+    calibration = None
+    if args.precision == "int8":
+        from datasets import dataset_factory
+        dataset = dataset_factory.get_dataset(args.calibration_dataset_name, args.calibration_split,
+                                              args.calibration_dataset_dir)
+        calibration = exports.calibration_images(dataset, args.num_calibration_images)
+    # TFLite has no combined NMS: its graph runs the per-class formulation, at batch 1 (post_processing.py).
+    graph = dict(batch_size=1, nms="per_class") if args.format == "tflite" else {}
     with detection.Detector(args.checkpoint_path, model_name=args.model_name,
                             select_threshold=args.select_threshold, nms_threshold=args.nms_threshold,
-                            top_k=args.top_k, keep_top_k=args.keep_top_k, optimize=args.optimize) as detector:
+                            top_k=args.top_k, keep_top_k=args.keep_top_k, optimize=args.optimize,
+                            **graph) as detector:
         overrides = {k: getattr(args, k) for k in ("select_threshold", "nms_threshold", "top_k", "keep_top_k")
                      if getattr(args, k) is not None}
-        path = export(detector, args.output_dir, overrides)
-        print(f"wrote {path}: {detector.model.name}, {len(detector.class_names)} classes, "
-              f"signature {SIGNATURE_KEY}: images uint8 [B, H, W, 3] -> {', '.join(OUTPUTS)}")
+        if args.format == "saved_model":
+            path = exports.export_saved_model(detector, args.output_dir, overrides)
+            what = f"signature {exports.SIGNATURE_KEY}"
+        elif args.format == "onnx":
+            path = exports.export_onnx(detector, args.output_dir, overrides)
+            what = f"ONNX opset {exports.ONNX_OPSET}"
+        else:
+            path = exports.export_tflite(detector, args.output_dir, overrides, args.precision, calibration)
+            what = f"TFLite {args.precision}, batch 1"
+        print(f"wrote {path}: {detector.model.name}, {len(detector.class_names)} classes, {what}: "
+              f"images uint8 [B, H, W, 3] -> {', '.join(exports.OUTPUTS)}")
     return 0
 
 

@@ -1,10 +1,11 @@
 """Times the full detection path (pre-processing, network, softmax, box decoding, NMS) of a checkpoint, and
-optionally OpenCV's DNN module on the Caffe model it was converted from, in the same process.
+optionally OpenCV's DNN module on the Caffe model it was converted from, and the project's exports in ONNX
+Runtime, OpenVINO and LiteRT, in the same process.
 
     python benchmarks/bench_inference.py --checkpoint_path=DIR [--model_name=ssd_300_vgg] [--batch_size=8]
         [--num_batches=10] [--warmup_batches=2] [--optimize] [--precision=float32|bf16|float16] [--xla]
         [--intra_op_threads=N] [--inter_op_threads=N] [--onednn=default|on|off] [--image=PATH]
-        [--compare_opencv PROTOTXT CAFFEMODEL] [--smoke]
+        [--compare_opencv PROTOTXT CAFFEMODEL] [--runtime=tf,onnxruntime,openvino,tflite,tflite_int8] [--smoke]
 
 --optimize runs the Detector's optimised graph (frozen, Winograd F(4x4, 3x3) convolutions on CPUs, compiled by
 XLA; see nets/detection.optimized_graph_def), the fast path. The graph and the session are built once
@@ -15,6 +16,15 @@ runtimes alternate batch by batch on the same images, so both see the same machi
 same number of threads. Prints one JSON line: images per second and milliseconds per batch (median over the
 timed batches), the device, the precision, the load average, and with a comparison OpenCV's figures, the
 ratio of images per second and how many of OpenCV's top-100 detections ours reproduce.
+
+--runtime (comma-separated, repeatable) adds the same network exported by inference/exports.py from a plain
+float32 Detector of the checkpoint: onnxruntime (model.onnx in ONNX Runtime), openvino / openvino_bf16
+(model.onnx read by OpenVINO, f32 or bf16 inference precision), tflite / tflite_int8 (LiteRT with XNNPACK,
+batch 1 models run image by image; int8 calibrated on the benchmark's own images: a speed figure). Each is
+timed twice, alternating with TensorFlow batch by batch: "full" (the four detection outputs) and "network"
+(probabilities and decoded boxes, before the NMS), all with the same thread count. The JSON line gains
+"runtimes": {name: {"full": figures, "network": figures, "float32_top100": fraction}}, TensorFlow's own
+"network" figures, and "ratios": TensorFlow's images/s over each runtime's, per path (> 1: TensorFlow faster).
 """
 import argparse
 import json
@@ -25,6 +35,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+RUNTIMES = ("onnxruntime", "openvino", "openvino_bf16", "tflite", "tflite_int8")
 
 
 def parse_args(argv):
@@ -49,8 +61,15 @@ def parse_args(argv):
                         help="also time OpenCV's DNN on this Caffe model (the one the checkpoint came from)")
     parser.add_argument("--image", default=None,
                         help="the image to replicate into batches (default: matplotlib's grace_hopper.jpg)")
+    parser.add_argument("--runtime", action="append", default=[],
+                        help=f"also time exports in these runtimes: {','.join(RUNTIMES)} (comma-separated, "
+                        "repeatable; tf is always timed)")
     parser.add_argument("--smoke", action="store_true", help="one batch of one image, no warm-up (for tests)")
     args = parser.parse_args(argv)
+    args.runtime = [r for value in args.runtime for r in value.split(",") if r and r != "tf"]
+    unknown = sorted(set(args.runtime) - set(RUNTIMES))
+    if unknown:
+        parser.error(f"unknown --runtime {unknown[0]!r} (known: tf,{','.join(RUNTIMES)})")
     if args.smoke:
         args.batch_size, args.num_batches, args.warmup_batches = 1, 1, 0
     if args.batch_size < 1 or args.num_batches < 1 or args.warmup_batches < 0:
@@ -135,10 +154,49 @@ def matched_fraction(ref, ours, min_iou=0.9, score_tol=0.02):
                  (box[2] - box[0]) * (box[3] - box[1]) - inter)
         iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
         ok = (~used) & (labels == label) & (np.abs(scores - score) <= score_tol) & (iou >= min_iou)
-        if ok.any():
-            used[np.argmax(ok)] = True
+        if ok.any():  # the closest candidate (not the first): near-duplicate boxes must not steal a match
+            used[np.argmax(np.where(ok, iou - np.abs(scores - score), -np.inf))] = True
             hits += 1
     return hits / max(len(ref[0]), 1)
+
+
+def _export_runners(args, images, threads, workdir):
+    """{runtime: {"full": run(images) -> raw outputs, "network": ...}} for --runtime, from exports of plain
+    float32 Detectors of the checkpoint written into workdir, and the float32 detections of images[0]."""
+    from nets import detection
+    from inference import exports, runtimes
+    config = detection.session_config(threads, args.inter_op_threads)
+    runners = {}
+    with detection.Detector(args.checkpoint_path, args.model_name, session_config=config) as plain:
+        base = plain.detect(images[0])
+        if {"onnxruntime", "openvino", "openvino_bf16"} & set(args.runtime):
+            import onnx
+            graphs = (("full", exports.serving_outputs(plain)), ("network", exports.network_outputs(plain)))
+            for path, outputs in graphs:
+                onnx.save(exports.onnx_model(plain, outputs), os.path.join(workdir, f"{path}.onnx"))
+    tflite = [r for r in args.runtime if r.startswith("tflite")]
+    if tflite:
+        with detection.Detector(args.checkpoint_path, args.model_name, session_config=config, batch_size=1,
+                                nms="per_class") as single:
+            graphs = (("full", exports.serving_outputs(single)), ("network", exports.network_outputs(single)))
+            for runtime in tflite:
+                precision = "int8" if runtime == "tflite_int8" else "float32"
+                for path, outputs in graphs:
+                    with open(os.path.join(workdir, f"{path}_{precision}.tflite"), "wb") as f:
+                        f.write(exports.tflite_model(single, outputs, precision, [im[None] for im in images]))
+    for runtime in args.runtime:
+        runners[runtime] = {}
+        for path in ("full", "network"):
+            if runtime == "onnxruntime":
+                model = runtimes.OnnxRuntimeDetector(os.path.join(workdir, f"{path}.onnx"), threads)
+            elif runtime.startswith("openvino"):
+                model = runtimes.OpenVinoDetector(os.path.join(workdir, f"{path}.onnx"), threads,
+                                                  "bf16" if runtime.endswith("bf16") else "f32")
+            else:
+                precision = "int8" if runtime == "tflite_int8" else "float32"
+                model = runtimes.LiteRtDetector(os.path.join(workdir, f"{path}_{precision}.tflite"), threads)
+            runners[runtime][path] = model.run
+    return runners, base
 
 
 def _device():
@@ -161,6 +219,7 @@ def run(args):
     import tensorflow as tf
     from nets import caffe_ssd  # noqa: F401  (registers the caffe_ssd model with nets_factory)
     from nets import detection
+    runtimes_unpad = detection.Detector.detections
 
     threads = args.intra_op_threads or os.cpu_count()
     config = detection.session_config(threads, args.inter_op_threads, args.precision, args.xla)
@@ -180,6 +239,16 @@ def run(args):
     if args.compare_opencv:
         run_cv, opencv_version = _opencv_runner(*args.compare_opencv, det.model, threads)
         runners.append(("opencv", lambda: run_cv(images)))
+    base = None
+    if args.runtime:
+        import tempfile
+        workdir = tempfile.mkdtemp(prefix="bench_exports_")
+        exported, base = _export_runners(args, images, threads, workdir)
+        net_fetch = [det.outputs["probabilities"], det.outputs["decoded_boxes"]]
+        runners.append(("tensorflow/network", lambda: det.session.run(net_fetch, feed)))
+        for runtime, paths in exported.items():
+            for path, fn in paths.items():
+                runners.append((f"{runtime}/{path}", lambda fn=fn: fn(images)))
     first_batch = {}
     for i in range(args.warmup_batches):
         for name, fn in runners:
@@ -214,6 +283,25 @@ def run(args):
     if "tensorflow" in first_batch:
         result["first_batch_seconds"] = round(first_batch["tensorflow"], 2)
     ours = det.detections(outputs["tensorflow"])[0]
+    if args.runtime:
+        result["network"] = figures(times["tensorflow/network"])
+        top = np.argsort(-base["scores"], kind="stable")[:100]
+        # The exports clip their boxes to the image (detect_ssd.py clips when it writes them): compare clipped.
+        reference = (base["classes"][top], base["scores"][top], np.clip(base["boxes"][top], 0.0, 1.0))
+        result["runtimes"], result["ratios"] = {}, {}
+        for runtime in args.runtime:
+            theirs = runtimes_unpad(outputs[f"{runtime}/full"])[0]
+            result["runtimes"][runtime] = {
+                "full": figures(times[f"{runtime}/full"]), "network": figures(times[f"{runtime}/network"]),
+                "float32_top100": round(matched_fraction(reference, (theirs["classes"], theirs["scores"],
+                                                                      theirs["boxes"])), 4)}
+            for path, ours_fig in (("full", result), ("network", result["network"])):
+                result["ratios"][f"tf_vs_{runtime}_{path}"] = round(
+                    ours_fig["images_per_second"] / result["runtimes"][runtime][path]["images_per_second"], 3)
+        result["float32_top100"] = round(matched_fraction(reference, (ours["classes"], ours["scores"],
+                                                                       np.clip(ours["boxes"], 0.0, 1.0))), 4)
+        import shutil
+        shutil.rmtree(workdir, ignore_errors=True)
     if args.precision != "float32":
         # The same images through float32: how many of its top-100 detections the reduced precision keeps.
         with detection.Detector(args.checkpoint_path, args.model_name,

@@ -1,1 +1,2 @@
-"""Running detectors outside training: video and camera streams (and, with the exports, their runtimes)."""
+"""Running and shipping detectors outside training: video and camera streams, exports (ONNX, TFLite,
+SavedModel) and their runtimes."""

@@ -13,14 +13,17 @@ from nets import box_coding, fold_batch_norm, model_config, nets_factory, post_p
 from preprocessing import ssd_vgg_preprocessing
 
 
-def detection_outputs(model, images, select_threshold=None, nms_threshold=None, top_k=None, keep_top_k=None):
+def detection_outputs(model, images, select_threshold=None, nms_threshold=None, top_k=None, keep_top_k=None,
+                      nms="combined"):
     """Detections for pre-processed images.
 
     Args:
       model: nets_factory.SSDModel. images: float32 [B, H, W, 3] mean-subtracted RGB at model.image_size.
+      nms: post_processing.select_detections' formulation ("per_class" needs a static batch size).
     Returns:
       dict: boxes [B, K, 4], scores [B, K], classes [B, K], num_detections [B] (select_detections), plus
-      "probabilities" [B, N, C] and "decoded_boxes" [B, N, 4] (raw, before selection) and "end_points".
+      "probabilities" [B, N, C] and "decoded_boxes" [B, N, 4] (raw, before selection), the network's own
+      "logits" and "offsets", and "end_points".
     """
     post = dict(model.post_processing)
     for key, value in (("select_threshold", select_threshold), ("nms_threshold", nms_threshold),
@@ -32,8 +35,8 @@ def detection_outputs(model, images, select_threshold=None, nms_threshold=None, 
     boxes = box_coding.decode_boxes(tf.cast(offsets, tf.float32), model.anchors, model.variances)
     out = post_processing.select_detections(
         probabilities, boxes, select_threshold=post["select_threshold"], nms_threshold=post["nms_threshold"],
-        top_k=int(post["top_k"]), keep_top_k=int(post["keep_top_k"]))
-    out.update(probabilities=probabilities, decoded_boxes=boxes, end_points=end_points)
+        top_k=int(post["top_k"]), keep_top_k=int(post["keep_top_k"]), nms=nms)
+    out.update(probabilities=probabilities, decoded_boxes=boxes, logits=logits, offsets=offsets, end_points=end_points)
     return out
 
 
@@ -146,18 +149,22 @@ class Detector:
     optimize: run optimized_graph_def()'s graph instead (frozen, Winograd convolutions on CPUs, XLA): on the
     2-core AVX2 reference machine 2-3x faster than the plain graph; XLA compiles on the first run of each
     batch shape (20-30 s for SSD-300), and raw() / end_points are served from the same frozen graph.
+    batch_size: a static batch size for the images placeholder (None: any); nms: the post-processing's
+    formulation (post_processing.select_detections; exports to runtimes without a combined NMS use
+    "per_class", which needs batch_size).
     """
 
     def __init__(self, checkpoint_path, model_name=None, select_threshold=None, nms_threshold=None,
-                 top_k=None, keep_top_k=None, session_config=None, graph_rewrites=None, optimize=False):
+                 top_k=None, keep_top_k=None, session_config=None, graph_rewrites=None, optimize=False,
+                 batch_size=None, nms="combined"):
         self.model, self.checkpoint = load_model(checkpoint_path, model_name)
         self.graph = tf.Graph()
         with self.graph.as_default():
-            self.images = tf.compat.v1.placeholder(tf.uint8, [None, None, None, 3], name="images")
+            self.images = tf.compat.v1.placeholder(tf.uint8, [batch_size, None, None, 3], name="images")
             inputs = ssd_vgg_preprocessing.preprocess_for_eval(self.images, self.model.image_size,
                                                                self.model.mean_rgb)
             self.outputs = detection_outputs(self.model, inputs, select_threshold, nms_threshold, top_k,
-                                             keep_top_k)
+                                             keep_top_k, nms=nms)
             saver = tf.compat.v1.train.Saver(tf.compat.v1.global_variables())
             if session_config is None:
                 session_config = tf.compat.v1.ConfigProto()

@@ -58,6 +58,26 @@ def test_smoke_run_of_the_script(lite_checkpoint):
     assert "opencv" not in result
 
 
+def test_runtimes_side_by_side(lite_checkpoint, capsys):
+    """--runtime: ONNX Runtime, OpenVINO and LiteRT on the exports of the same network, both paths timed, the
+    ratios consistent with the figures, and the float32 exports reproducing TensorFlow's top-100 detections."""
+    assert bench_inference.main([f"--checkpoint_path={lite_checkpoint}", "--batch_size=2", "--num_batches=1",
+                                 "--warmup_batches=1", "--runtime=onnxruntime,openvino", "--runtime=tflite"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sorted(result["runtimes"]) == ["onnxruntime", "openvino", "tflite"]
+    _check_figures(result["network"], 2)
+    assert result["float32_top100"] == 1.0
+    for name, runtime in result["runtimes"].items():
+        for path in ("full", "network"):
+            _check_figures(runtime[path], 2)
+            ours = result if path == "full" else result["network"]
+            assert result["ratios"][f"tf_vs_{name}_{path}"] == pytest.approx(
+                ours["images_per_second"] / runtime[path]["images_per_second"], rel=0.01)
+        assert runtime["float32_top100"] >= 0.98, name
+    with pytest.raises(SystemExit):
+        bench_inference.parse_args([f"--checkpoint_path={lite_checkpoint}", "--runtime=tensorrt"])
+
+
 def test_side_by_side_with_opencv_on_the_face_model(tmp_path, capsys):
     """The real res10 face SSD: converted, then timed against OpenCV's DNN on the Caffe original; the same
     process, the same image, and our detections reproduce OpenCV's."""

@@ -253,3 +253,24 @@ class av_audio_file:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_model_flag_errors(tmp_path):
+    """--model (an export) or --checkpoint_path, not both; an export keeps its post-processing; unknown files."""
+    with pytest.raises(ConfigError, match="either --checkpoint_path or --model"):
+        detect_ssd.parse_args(["--image=y"])
+    with pytest.raises(ConfigError, match="either --checkpoint_path or --model"):
+        detect_ssd.parse_args(["--checkpoint_path=x", "--model=m.onnx", "--image=y"])
+    with pytest.raises(ConfigError, match="--top_k: an export keeps the post-processing"):
+        detect_ssd.parse_args(["--model=m.onnx", "--image=y", "--top_k=5"])
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    (tmp_path / "model.pb").write_bytes(b"")
+    (tmp_path / "model.onnx").write_bytes(b"not onnx")
+    (tmp_path / "folder").mkdir()
+    for model, message in ((tmp_path / "model.pb", "unknown model format"), (tmp_path / "none.onnx", "no such"),
+                           (tmp_path / "model.onnx", "ONNX Runtime cannot load"),
+                           (tmp_path / "folder", "not a SavedModel folder")):
+        with pytest.raises(ConfigError, match=message):
+            detect_ssd.main([f"--model={model}", f"--image={image}", f"--output_json={tmp_path / 'd.json'}"])
+    assert not (tmp_path / "d.json").exists()
