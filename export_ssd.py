@@ -105,6 +105,7 @@ def main(argv=None):
         calibration = exports.calibration_images(dataset, args.num_calibration_images)
     # TFLite has no combined NMS: its graph runs the per-class formulation, at batch 1 (post_processing.py).
     graph = dict(batch_size=1, nms="per_class") if args.format == "tflite" else {}
+    graph["portable"] = args.format != "saved_model"
     with detection.Detector(args.checkpoint_path, model_name=args.model_name,
                             select_threshold=args.select_threshold, nms_threshold=args.nms_threshold,
                             top_k=args.top_k, keep_top_k=args.keep_top_k, optimize=args.optimize,

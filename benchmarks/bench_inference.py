@@ -167,7 +167,7 @@ def _export_runners(args, images, threads, workdir):
     from inference import exports, runtimes
     config = detection.session_config(threads, args.inter_op_threads)
     runners = {}
-    with detection.Detector(args.checkpoint_path, args.model_name, session_config=config) as plain:
+    with detection.Detector(args.checkpoint_path, args.model_name, session_config=config, portable=True) as plain:
         base = plain.detect(images[0])
         if {"onnxruntime", "openvino", "openvino_bf16"} & set(args.runtime):
             import onnx
@@ -177,7 +177,7 @@ def _export_runners(args, images, threads, workdir):
     tflite = [r for r in args.runtime if r.startswith("tflite")]
     if tflite:
         with detection.Detector(args.checkpoint_path, args.model_name, session_config=config, batch_size=1,
-                                nms="per_class") as single:
+                                nms="per_class", portable=True) as single:
             graphs = (("full", exports.serving_outputs(single)), ("network", exports.network_outputs(single)))
             for runtime in tflite:
                 precision = "int8" if runtime == "tflite_int8" else "float32"

@@ -151,18 +151,19 @@ class Detector:
     batch shape (20-30 s for SSD-300), and raw() / end_points are served from the same frozen graph.
     batch_size: a static batch size for the images placeholder (None: any); nms: the post-processing's
     formulation (post_processing.select_detections; exports to runtimes without a combined NMS use
-    "per_class", which needs batch_size).
+    "per_class", which needs batch_size); portable: a graph for the ONNX and TFLite converters (the images
+    are cast to float32 before the resize, same values; inference/exports.py).
     """
 
     def __init__(self, checkpoint_path, model_name=None, select_threshold=None, nms_threshold=None,
                  top_k=None, keep_top_k=None, session_config=None, graph_rewrites=None, optimize=False,
-                 batch_size=None, nms="combined"):
+                 batch_size=None, nms="combined", portable=False):
         self.model, self.checkpoint = load_model(checkpoint_path, model_name)
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.images = tf.compat.v1.placeholder(tf.uint8, [batch_size, None, None, 3], name="images")
             inputs = ssd_vgg_preprocessing.preprocess_for_eval(self.images, self.model.image_size,
-                                                               self.model.mean_rgb)
+                                                               self.model.mean_rgb, resize_uint8=not portable)
             self.outputs = detection_outputs(self.model, inputs, select_threshold, nms_threshold, top_k,
                                              keep_top_k, nms=nms)
             saver = tf.compat.v1.train.Saver(tf.compat.v1.global_variables())

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from coco_cases import NO_GT_CATEGORY, coco_case
+from tests.evaluation.coco_cases import NO_GT_CATEGORY, coco_case
 from common.errors import DatasetError
 from evaluation import coco_metric
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coco_cases import coco_case
-from test_model_mode import BOX_A, BOX_E, FIXED_BOXES, FIXED_PROBS, save_checkpoint
+from tests.evaluation.coco_cases import coco_case
+from tests.evaluation.test_model_mode import BOX_A, BOX_E, FIXED_BOXES, FIXED_PROBS, save_checkpoint
 import eval_ssd_network
 from common.errors import run_main
 from datasets.coco_to_tfrecords import convert_coco

@@ -324,7 +324,7 @@ def test_export_refuses_what_it_cannot_export(lite_checkpoint, tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_tflite_keeps_the_map_of_float_at_under_30_percent_of_the_size(tmp_path):
+def test_int8_tflite_keeps_the_map_of_float_at_under_30_percent_of_the_size(reduced_quickstart, tmp_path):
     """A reduced quickstart (300 training steps) scored on a quickstart-sized test split (300 synthetic images):
     the float32 TFLite export scores TensorFlow's own mAP (eval_ssd_network.py), the int8 one (calibrated on
     the training split, 200 images) within 0.03 of it, in at most 30% of the file. About 5 minutes on 2 cores."""
@@ -332,12 +332,7 @@ def test_int8_tflite_keeps_the_map_of_float_at_under_30_percent_of_the_size(tmp_
     from datasets import dataset_factory
     from evaluation.ground_truth import ground_truth_from_records
     from inference import runtimes
-    out = tmp_path / "qs"
-    proc = subprocess.run([sys.executable, "quickstart.py", f"--output_dir={out}", "--num_train=200",
-                           "--num_test=300", "--max_number_of_steps=300", "--num_detect_images=1"],
-                          cwd=os.path.dirname(os.path.abspath(export_ssd.__file__)), capture_output=True, text=True,
-                          timeout=1500)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = reduced_quickstart.out  # 300 steps, scored on 300 test images (tests/scripts/conftest.py)
     tf_map = json.loads((out / "eval" / "results.json").read_text())["mAP_VOC07"]
     assert tf_map > 0.05, tf_map  # trained enough for the comparison to mean something
     records, train = out / "tfrecords", out / "train"
