@@ -5,7 +5,10 @@ encodes the anchor targets with the SSD core (nets/box_coding.encode_targets), g
 datasets/input_pipeline.train_dataset without files or augmentation. `tiny_record_set` writes a synthetic
 VOC folder and converts it with the project's converter, for the command-line tests.
 """
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -71,3 +74,14 @@ def tiny_record_set(root, num_train=8, class_names=None, seed=1, image_size=(96,
     convert_voc(voc, records, "tiny_train", split="train", class_names=class_names, samples_per_file=4,
                 num_threads=1)
     return records, "tiny_train", class_names
+
+
+def run_json_script(name, timeout):
+    """Runs tests/training/<name> in a fresh Python process and returns the JSON object of its last stdout line
+    (for checks that need their own TensorFlow runtime: logical devices, several replicas)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, os.path.join(root, "tests", "training", name)], cwd=root,
+                          capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -4,23 +4,14 @@ Runs tests/training/replica_equivalence.py in a subprocess (logical CPU devices 
 TensorFlow starts). Plain SGD, so the update is the learning rate times the summed gradient; weight decay
 and a bias learning-rate multiplier are on, so their per-replica shares are checked too.
 """
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.training.fixtures import run_json_script
 
 
 @pytest.mark.slow
 def test_two_replicas_match_one_replica_on_the_global_batch():
-    script = os.path.join(ROOT, "tests", "training", "replica_equivalence.py")
-    proc = subprocess.run([sys.executable, script], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_json_script("replica_equivalence.py", timeout=600)
     assert result["replicas"] == [1, 2]
     assert result["max_start_diff"] == 0.0
     # The update is large enough for a wrong normalisation (per-replica positives: ~0.7) to show.
