@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 # Two pytest processes: the whole suite in one process (about 550 tests, TensorFlow with ONNX Runtime, OpenVINO
 # and LiteRT loaded beside it) once died with SIGSEGV near its end, which no smaller run reproduced.
-TESTS_1 := tests/benchmarks tests/caffe tests/datasets tests/docs tests/evaluation tests/inference
+TESTS_1 := tests/benchmarks tests/caffe_converter tests/datasets tests/docs tests/evaluation tests/inference
 TESTS_2 := $(filter-out $(TESTS_1) tests/__pycache__,$(patsubst %/,%,$(wildcard tests/*/)))  # all the others
 
 test: $(STAMP)

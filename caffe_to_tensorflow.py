@@ -12,26 +12,26 @@
 --output_dir receives model.ckpt.* and ssd_config.json together (or nothing, on any error). Converted models
 take RGB images like every model of the project; --mean_values are given in the Caffe model's BGR order.
 """
-import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numpy as np  # noqa: E402
+import numpy as np
 
-from caffe_converter import net_spec, reader  # noqa: E402
-from common import fileio  # noqa: E402
-from common.errors import CaffeModelError, ConfigError, run_main  # noqa: E402
-from datasets.voc_classes import VOC_CLASSES  # noqa: E402
+from caffe_converter import net_spec, reader
+from caffe_converter.caffe_ssd import MODEL_NAME as CAFFE_SSD
+from caffe_converter.vgg_mapping import MODEL_NAMES as VGG_MODELS
+from cli import flags
+from common import fileio
+from common.errors import CaffeModelError, ConfigError, run_main
+from datasets.voc_classes import VOC_CLASSES
+from nets.ssd_vgg_300 import VGG_MEAN_RGB
 
-VGG_MODELS = ("ssd_300_vgg", "ssd_512_vgg", "ssd_300_vgg_coco", "ssd_512_vgg_coco")
-CAFFE_SSD = "caffe_ssd"
-VGG_MEAN_BGR = (104.0, 117.0, 123.0)
+VGG_MEAN_BGR = VGG_MEAN_RGB[::-1]  # Caffe's mean_value order
 CHECKPOINT_NAME = "model.ckpt"
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = flags.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_name", required=True, choices=VGG_MODELS + (CAFFE_SSD,),
                         help="ssd_300_vgg / ssd_512_vgg: Caffe's VGG SSD onto the project's network; caffe_ssd: "
                              "the network built from the deploy prototxt (any backbone)")
@@ -126,7 +126,7 @@ def _convert_vgg(args, caffe_net, blobs):
 
 
 def _convert_caffe_ssd(args, caffe_net, blobs):
-    from nets import caffe_ssd
+    from caffe_converter import caffe_ssd
     if not args.prototxt_path:
         raise ConfigError(None, "--prototxt_path (the deploy prototxt) is required for caffe_ssd")
     text = reader.read_prototxt_text(args.prototxt_path)

@@ -27,20 +27,17 @@ count; H.264), --output_json one JSON object per detected frame: {"frame", "time
 --every_n_frames=n detects every n-th frame; the frames between carry the last boxes in the video. A video
 damaged part-way keeps the frames before the damage, then exits 1 naming the frame (docs/video.md).
 """
-import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; set before it is imported
-
-from common.errors import ConfigError, DatasetError, run_main  # noqa: E402
+from cli import flags
+from common.errors import ConfigError, DatasetError, run_main
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = flags.script_parser(__doc__)
     parser.add_argument("--checkpoint_path", default=None, help="checkpoint prefix or directory")
     parser.add_argument("--model", default=None, help="an export instead: model.onnx, model.tflite or a SavedModel")
     parser.add_argument("--model_name", default=None, help="expected model name (checked against the config)")
@@ -54,37 +51,24 @@ def parse_args(argv):
     parser.add_argument("--no_progress", action="store_true", help="video: no progress bar")
     parser.add_argument("--output_json", default=None, help="write the detections here")
     parser.add_argument("--output_dir", default=None, help="write annotated PNGs here")
-    parser.add_argument("--select_threshold", type=float, default=None, help="keep scores above this")
-    parser.add_argument("--nms_threshold", type=float, default=None, help="NMS IoU threshold")
-    parser.add_argument("--top_k", type=int, default=None, help="candidates per class before NMS")
-    parser.add_argument("--keep_top_k", type=int, default=None, help="detections kept per image")
+    flags.add_post_processing_flags(parser)
     parser.add_argument("--draw_threshold", type=float, default=0.5,
                         help="annotated images show the detections scoring at least this")
     args = parser.parse_args(argv)
     if (args.checkpoint_path is None) == (args.model is None):
         raise ConfigError("--checkpoint_path", "give either --checkpoint_path or --model")
-    for name in ("top_k", "keep_top_k", "select_threshold", "nms_threshold"):
-        if args.model and getattr(args, name) is not None:
-            raise ConfigError(f"--{name}", "an export keeps the post-processing it was exported with (export_ssd.py)")
+    if args.model and flags.post_processing_overrides(args):
+        name = next(iter(flags.post_processing_overrides(args)))
+        raise ConfigError(f"--{name}", "an export keeps the post-processing it was exported with (export_ssd.py)")
     if sum(v is not None for v in (args.image, args.video, args.camera)) != 1:
         raise ConfigError("--image", "give exactly one of --image, --video and --camera")
     stream = args.image is None
-    for name in ("batch_size", "every_n_frames", "max_frames"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name}", f"must be >= 1, got {value}")
+    flags.check_at_least(args, batch_size=1, every_n_frames=1, max_frames=1)
     if stream and args.output_dir:
         raise ConfigError("--output_dir", "is for --image; a video's annotations go to --output_video")
     if not stream and args.output_video:
         raise ConfigError("--output_video", "is for --video and --camera; annotated images go to --output_dir")
-    for name in ("top_k", "keep_top_k"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name}", f"must be >= 1, got {value}")
-    for name in ("select_threshold", "nms_threshold"):
-        value = getattr(args, name)
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ConfigError(f"--{name}", f"must be in [0, 1], got {value}")
+    flags.check_post_processing(args)
     return args
 
 
@@ -143,8 +127,7 @@ def main(argv=None):
     import contextlib
     from common import fileio
     from inference import annotation
-    from nets import caffe_ssd  # noqa: F401  (registers the caffe_ssd model with nets_factory)
-    from nets import detection
+    from inference.detector import Detector
 
     records = []
     with contextlib.ExitStack() as stack:
@@ -153,9 +136,8 @@ def main(argv=None):
             from inference import runtimes
             detector = stack.enter_context(runtimes.open_model(args.model))
         else:
-            detector = stack.enter_context(detection.Detector(
-                args.checkpoint_path, model_name=args.model_name, select_threshold=args.select_threshold,
-                nms_threshold=args.nms_threshold, top_k=args.top_k, keep_top_k=args.keep_top_k))
+            detector = stack.enter_context(Detector(args.checkpoint_path, model_name=args.model_name,
+                                                    **flags.post_processing_overrides(args)))
         if source is not None:
             from inference import video
             summary = video.detect_video(detector, source, args.output_video, args.output_json, args.batch_size,

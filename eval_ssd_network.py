@@ -36,31 +36,24 @@ COCO AP (`--metric=coco`, COCOeval bbox: the 12 statistics and per-class AP; doc
     python eval_ssd_network.py --metric=coco --coco_annotations=instances_val2017.json \
         --detections_path=results.json --output_json=metrics.json     # no TensorFlow graph
 """
-import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; set before it is imported
-
-from common.errors import ConfigError, run_main  # noqa: E402
-from datasets.voc_classes import VOC_CLASSES  # noqa: E402
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit status 1, like every other bad input
-        raise ConfigError(None, message)
+from cli import flags
+from common.errors import ConfigError, run_main
+from datasets.voc_classes import VOC_CLASSES
+from evaluation.coco_metric import BACKENDS as COCO_BACKENDS
 
 
 def build_parser():
-    p = _ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                        epilog=__doc__.split("\n", 1)[1])
+    p = flags.script_parser(__doc__)
     p.add_argument("--detections_path",
                    help="scoring mode: directory of VOC results files comp4_det_<split>_<class>.txt (with "
                         "--metric=coco: a COCO results JSON)")
     p.add_argument("--metric", default="voc", choices=["voc", "coco"],
                    help="voc: the devkit's VOC07/VOC12 AP; coco: COCOeval's 12 box statistics (default %(default)s)")
     p.add_argument("--coco_annotations", help="--metric=coco: the ground truth, an instances_<split>.json")
-    p.add_argument("--coco_backend", default="auto", choices=["auto", "pycocotools", "faster_coco_eval"],
+    p.add_argument("--coco_backend", default="auto", choices=COCO_BACKENDS,
                    help="--metric=coco: COCOeval implementation (default %(default)s: faster_coco_eval if installed)")
     p.add_argument("--checkpoint_path",
                    help="model mode: a checkpoint prefix, or a directory (its latest checkpoint)")
@@ -94,14 +87,7 @@ def build_parser():
                         "(default: wait until interrupted)")
     m.add_argument("--eval_interval_secs", type=float, default=0,
                    help="with --wait_for_checkpoints: at least this many seconds between evaluations")
-    m.add_argument("--select_threshold", type=float, default=None,
-                   help="DetectionOutput confidence threshold (default: the model configuration's, Caffe 0.01)")
-    m.add_argument("--nms_threshold", type=float, default=None,
-                   help="NMS IoU threshold (default: the model configuration's, Caffe 0.45)")
-    m.add_argument("--top_k", type=int, default=None,
-                   help="candidates per class before NMS (default: the model configuration's, Caffe 400)")
-    m.add_argument("--keep_top_k", type=int, default=None,
-                   help="detections per image after NMS (default: the model configuration's, Caffe 200)")
+    flags.add_post_processing_flags(m)
     m.add_argument("--log_every_n_batches", type=int, default=10,
                    help="a progress line every N batches, 0 for none (default %(default)s)")
     return p
@@ -117,14 +103,8 @@ def load_ground_truth(args):
         gt = ground_truth.ground_truth_from_voc(args.voc_dir, class_names, args.dataset_split_name)
         return gt, args.dataset_split_name
     if not args.dataset_split_name:
-        raise ConfigError(None, "--dataset_split_name is required with --dataset_dir")
-    from datasets import dataset_factory
-
-    try:
-        dataset = dataset_factory.get_dataset(args.dataset_name, args.dataset_split_name, args.dataset_dir,
-                                              labels_file=args.labels_file)
-    except ValueError as err:  # an unknown dataset name
-        raise ConfigError(None, str(err)) from None
+        raise ConfigError("--dataset_split_name", "is required with --dataset_dir")
+    dataset = flags.get_dataset(args.dataset_name, args.dataset_split_name, args.dataset_dir, args.labels_file)
     return ground_truth.ground_truth_from_records(list(dataset.files), dataset.class_names), args.dataset_split_name
 
 
@@ -163,17 +143,8 @@ def check_model_flags(args):
             raise ConfigError(None, f"model mode needs --{flag}")
     if args.voc_dir:
         raise ConfigError(None, "model mode reads the split from --dataset_dir; --voc_dir is for scoring mode")
-    for flag, minimum in (("batch_size", 1), ("max_num_batches", 1), ("top_k", 1), ("keep_top_k", 1),
-                          ("log_every_n_batches", 0)):
-        value = getattr(args, flag)
-        if value is not None and value < minimum:
-            raise ConfigError(None, f"--{flag} must be >= {minimum}, got {value}")
-    for flag in ("select_threshold", "nms_threshold"):
-        value = getattr(args, flag)
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ConfigError(None, f"--{flag} must be in [0, 1], got {value}")
-    if args.timeout is not None and args.timeout < 0:
-        raise ConfigError(None, f"--timeout must be >= 0, got {args.timeout}")
+    flags.check_at_least(args, batch_size=1, max_num_batches=1, log_every_n_batches=0, timeout=0)
+    flags.check_post_processing(args)
     if not args.wait_for_checkpoints and (args.timeout is not None or args.eval_interval_secs):
         raise ConfigError(None, "--timeout and --eval_interval_secs go with --wait_for_checkpoints")
     if args.wait_for_checkpoints and not os.path.isdir(args.checkpoint_path):
@@ -193,7 +164,8 @@ class _CheckpointRunner:
 
     def evaluator_for(self, checkpoint):
         from evaluation import model_eval
-        from nets import detection, model_config
+        from nets import model_config
+        from inference.detector import load_model
 
         config = model_config.load_model_config(checkpoint)
         if self.evaluator is not None and config == self.config:
@@ -201,15 +173,14 @@ class _CheckpointRunner:
         if self.evaluator is not None:
             self.evaluator.close()
             self.evaluator = None
-        model, _ = detection.load_model(checkpoint, self.args.model_name)
+        model, _ = load_model(checkpoint, self.args.model_name)
         model_eval.check_class_names(config.get("class_names"), self.dataset.class_names,
                                      model_config.config_path(checkpoint),
                                      f"{self.dataset.name} {self.dataset.split_name}")
         a = self.args
         self.evaluator = model_eval.ModelEvaluator(
             model, self.dataset.files, self.dataset.class_names, a.batch_size, max_num_batches=a.max_num_batches,
-            select_threshold=a.select_threshold, nms_threshold=a.nms_threshold, top_k=a.top_k,
-            keep_top_k=a.keep_top_k, num_examples=self.dataset.num_samples)
+            num_examples=self.dataset.num_samples, **flags.post_processing_overrides(a))
         self.config = config
         return self.evaluator
 
@@ -265,17 +236,12 @@ class _CheckpointRunner:
 
 def model_mode(args):
     """Runs the network over the split, writes the results files, then reports like scoring mode."""
-    from datasets import dataset_factory
     from nets import model_config
 
     check_model_flags(args)
     if not args.wait_for_checkpoints:
         checkpoint = model_config.resolve_checkpoint(args.checkpoint_path)  # a missing one fails before the data
-    try:
-        dataset = dataset_factory.get_dataset(args.dataset_name, args.dataset_split_name, args.dataset_dir,
-                                              labels_file=args.labels_file)
-    except ValueError as err:  # an unknown dataset name
-        raise ConfigError(None, str(err)) from None
+    dataset = flags.get_dataset(args.dataset_name, args.dataset_split_name, args.dataset_dir, args.labels_file)
     runner = _CheckpointRunner(args, dataset)
     if args.metric == "coco":  # before the model runs: a bad annotations file or non-COCO records fail now
         from evaluation import coco_metric

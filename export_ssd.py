@@ -7,7 +7,7 @@
         --calibration_dataset_dir=tfrecords --calibration_split=voc_2007_trainval \\
         [--calibration_dataset_name=voc_custom] [--num_calibration_images=300]
 
-Every format holds the whole detection path of nets/detection.py (the Detector's graph): uint8 RGB images in,
+Every format holds the whole detection path of inference/detector.py (the Detector's graph): uint8 RGB images in,
 resized and mean-subtracted inside, the network, softmax, box decoding and Caffe's DetectionOutput inside:
   inputs:  images          uint8   [B, H, W, 3]  RGB, any H and W (one size per batch)
   outputs: boxes           float32 [B, K, 4]     [ymin, xmin, ymax, xmax] relative to the image, clipped to it
@@ -18,7 +18,7 @@ resized and mean-subtracted inside, the network, softmax, box decoding and Caffe
   Serving serves it as is (point --model_base_path at the folder above the numbered version folder) and
   `tf.saved_model.load(dir).signatures["serving_default"](images=...)` runs it without this project. The
   class names and configuration are in assets.extra/labels.txt and assets.extra/ssd_config.json.
-  --optimize exports the Detector's optimised CPU graph instead (nets/detection.optimized_graph_def: weights
+  --optimize exports the Detector's optimised CPU graph instead (inference/graph_optimization.py: weights
   frozen into it, 3x3 convolutions as Winograd F(4x4, 3x3), every node marked for XLA): the fast CPU path,
   about 4x larger on disk. `tf.saved_model.load` compiles it with XLA on the first call; run it with
   TF_ENABLE_ONEDNN_OPTS=1, and TensorFlow Serving with --xla_cpu_compilation_enabled=true.
@@ -34,29 +34,23 @@ resized and mean-subtracted inside, the network, softmax, box decoding and Caffe
 Check an export with detect_ssd.py --model=<model.onnx | model.tflite | saved_model dir> (docs/export.md).
 --output_dir must not exist yet (or be empty); the export appears complete or not at all.
 """
-import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; set before it is imported
-
-from common.errors import ConfigError, run_main  # noqa: E402
+from cli import flags
+from common.errors import ConfigError, run_main
 
 FORMATS = ("saved_model", "onnx", "tflite")
 PRECISIONS = ("float32", "int8")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = flags.script_parser(__doc__)
     parser.add_argument("--checkpoint_path", required=True, help="checkpoint prefix or directory")
     parser.add_argument("--output_dir", required=True, help="the export folder (e.g. .../<model>/1)")
     parser.add_argument("--format", default="saved_model", help="saved_model (default), onnx or tflite")
     parser.add_argument("--model_name", default=None, help="expected model name (checked against the config)")
-    parser.add_argument("--select_threshold", type=float, default=None, help="keep scores above this")
-    parser.add_argument("--nms_threshold", type=float, default=None, help="NMS IoU threshold")
-    parser.add_argument("--top_k", type=int, default=None, help="candidates per class before NMS")
-    parser.add_argument("--keep_top_k", type=int, default=None, help="detections kept per image")
+    flags.add_post_processing_flags(parser)
     parser.add_argument("--optimize", action="store_true",
                         help="saved_model: export the optimised CPU graph (frozen, Winograd convolutions, XLA)")
     parser.add_argument("--precision", default="float32", help="tflite: float32 (default) or int8")
@@ -74,18 +68,10 @@ def parse_args(argv):
             raise ConfigError("--precision=int8", "only --format=tflite exports int8")
         if not (args.calibration_dataset_dir and args.calibration_split):
             raise ConfigError("--precision=int8", "needs --calibration_dataset_dir and --calibration_split")
-        if args.num_calibration_images < 1:
-            raise ConfigError("--num_calibration_images", f"must be >= 1, got {args.num_calibration_images}")
+        flags.check_at_least(args, num_calibration_images=1)
     if args.optimize and args.format != "saved_model":
         raise ConfigError("--optimize", "only with --format=saved_model (its graph is compiled by XLA)")
-    for name in ("top_k", "keep_top_k"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name}", f"must be >= 1, got {value}")
-    for name in ("select_threshold", "nms_threshold"):
-        value = getattr(args, name)
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ConfigError(f"--{name}", f"must be in [0, 1], got {value}")
+    flags.check_post_processing(args)
     if os.path.exists(args.output_dir) and (not os.path.isdir(args.output_dir) or os.listdir(args.output_dir)):
         raise ConfigError(args.output_dir, "already exists and is not an empty folder")
     return args
@@ -93,25 +79,20 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from nets import caffe_ssd  # noqa: F401  (registers the caffe_ssd model with nets_factory)
-    from nets import detection
+    from inference.detector import Detector
     from inference import exports
 
     calibration = None
     if args.precision == "int8":
-        from datasets import dataset_factory
-        dataset = dataset_factory.get_dataset(args.calibration_dataset_name, args.calibration_split,
-                                              args.calibration_dataset_dir)
+        dataset = flags.get_dataset(args.calibration_dataset_name, args.calibration_split,
+                                    args.calibration_dataset_dir, flag="--calibration_dataset_name")
         calibration = exports.calibration_images(dataset, args.num_calibration_images)
     # TFLite has no combined NMS: its graph runs the per-class formulation, at batch 1 (post_processing.py).
     graph = dict(batch_size=1, nms="per_class") if args.format == "tflite" else {}
     graph["portable"] = args.format != "saved_model"
-    with detection.Detector(args.checkpoint_path, model_name=args.model_name,
-                            select_threshold=args.select_threshold, nms_threshold=args.nms_threshold,
-                            top_k=args.top_k, keep_top_k=args.keep_top_k, optimize=args.optimize,
-                            **graph) as detector:
-        overrides = {k: getattr(args, k) for k in ("select_threshold", "nms_threshold", "top_k", "keep_top_k")
-                     if getattr(args, k) is not None}
+    overrides = flags.post_processing_overrides(args)
+    with Detector(args.checkpoint_path, model_name=args.model_name, optimize=args.optimize, **overrides,
+                  **graph) as detector:
         if args.format == "saved_model":
             path = exports.export_saved_model(detector, args.output_dir, overrides)
             what = f"signature {exports.SIGNATURE_KEY}"

@@ -19,11 +19,13 @@ import subprocess
 import sys
 import time
 
+from cli import flags
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = flags.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--output_dir", default="quickstart_out", help="everything the quickstart writes")
     p.add_argument("--num_train", type=int, default=1200, help="synthetic training images")

@@ -11,15 +11,15 @@ datasets/voc_to_tfrecords.py and datasets/coco_to_tfrecords.py). Strict by defau
 `error: <file>: <reason>`, exit status 1, and nothing written; --skip_invalid converts the rest and lists
 every skipped file.
 """
-import argparse
 import os
 import time
 
+from cli import flags
 from common.errors import ConfigError, run_main
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = flags.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset_name", default="pascalvoc", choices=["pascalvoc", "coco"],
                         help="the input layout: pascalvoc (Annotations/, JPEGImages/, ImageSets/Main/) or coco "
                              "(an instances JSON and its image folder)")
@@ -60,7 +60,6 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     # Imported here so that --help and flag errors answer without TensorFlow's start-up time.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from datasets import coco_to_tfrecords, tfrecord_writer, voc_to_tfrecords
     from datasets.voc_classes import VOC_CLASSES
 

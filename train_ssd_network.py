@@ -21,15 +21,8 @@ import os
 import sys
 import warnings
 
+from cli import flags
 from common.errors import ConfigError, run_main
-
-DATASETS = ("pascalvoc_2007", "pascalvoc_2012", "pascalvoc_0712", "voc_custom")
-MODELS = ("ssd_300_vgg", "ssd_300_vgg_lite", "ssd_512_vgg")
-DATASETS += ("coco", "coco_2017", "coco_2014")  # datasets/coco.py
-MODELS += ("ssd_300_vgg_coco", "ssd_512_vgg_coco")  # the Caffe COCO models' anchors, 81 classes
-MODELS += ("ssd_300_resnet_v1_50", "ssd_300_inception_v2", "ssdlite_320_mobilenet_v2")  # batch norm bases
-OPTIMIZERS = ("adadelta", "adagrad", "adam", "ftrl", "momentum", "sgd", "rmsprop")
-DECAY_TYPES = ("exponential", "fixed", "polynomial", "piecewise", "multistep")
 
 
 def _bool(text):
@@ -61,9 +54,9 @@ def augmentation_options(args):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    a = p.add_argument
+    from training.optimizers import DECAY_TYPES, OPTIMIZERS
+    p = flags.ArgumentParser(description=__doc__.split("\n\n")[0],
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("run").add_argument
     g("--train_dir", required=True, help="checkpoints, summaries and ssd_config.json; resumes from here")
     g("--log_every_n_steps", type=int, default=10, help="progress line period, in steps")
@@ -82,11 +75,12 @@ def parse_args(argv):
       help="replicas on --num_clones logical CPU devices instead (tests, debugging)")
     d = p.add_argument_group("dataset").add_argument
     d("--dataset_dir", required=True, help="TFRecords and metadata written by tf_convert_data.py")
-    d("--dataset_name", default="pascalvoc_0712", choices=DATASETS, help="see datasets/dataset_factory.py")
+    d("--dataset_name", default="pascalvoc_0712", choices=flags.dataset_names(),
+      help="see datasets/dataset_factory.py")
     d("--dataset_split_name", default="trainval", help="split (voc_custom: the converter's --output_name)")
     d("--labels_file", default=None, help="class names the records must have (voc_custom)")
     m = p.add_argument_group("model and loss").add_argument
-    m("--model_name", default="ssd_300_vgg", choices=MODELS, help="network (nets/nets_factory.py)")
+    m("--model_name", default="ssd_300_vgg", choices=flags.model_names(), help="network (nets/nets_factory.py)")
     m("--negative_ratio", type=float, default=3.0, help="hard negatives per positive (Caffe neg_pos_ratio)")
     m("--match_threshold", type=float, default=0.5, help="anchor/box IoU for a positive (Caffe overlap)")
     m("--loss_alpha", type=float, default=1.0, help="weight of the localisation loss")
@@ -144,21 +138,15 @@ def parse_args(argv):
     r("--learning_rate_boundaries", type=_steps, default=[80000, 100000], help="piecewise: steps")
     r("--warmup_steps", type=int, default=0, help="linear warm-up length in steps (0: none)")
     r("--warmup_learning_rate", type=float, default=0.0, help="learning rate at step 0 of the warm-up")
-    a("--debug_nan_at_step", type=int, default=None, help=argparse.SUPPRESS)  # tests: inject a NaN loss
     args = p.parse_args(argv)
-    if args.num_clones < 0:
-        raise ConfigError("--num_clones", f"must be >= 0, got {args.num_clones}")
-    for name in ("batch_size", "log_every_n_steps", "max_checkpoints_to_keep"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name}", f"must be >= 1, got {getattr(args, name)}")
+    flags.check_at_least(args, num_clones=0, batch_size=1, log_every_n_steps=1, max_checkpoints_to_keep=1,
+                         max_number_of_steps=0)
     if not 0.0 <= (args.expand_prob or 0.0) <= 1.0 or args.max_expand_ratio < 1.0:
         raise ConfigError("--expand_prob", "needs 0 <= --expand_prob <= 1 and --max_expand_ratio >= 1")
     if args.depth_multiplier is not None and args.depth_multiplier <= 0:
         raise ConfigError("--depth_multiplier", f"must be > 0, got {args.depth_multiplier}")
     if args.batch_norm_decay is not None and not 0.0 < args.batch_norm_decay < 1.0:
         raise ConfigError("--batch_norm_decay", f"must be in (0, 1), got {args.batch_norm_decay}")
-    if args.max_number_of_steps is not None and args.max_number_of_steps < 0:
-        raise ConfigError("--max_number_of_steps", f"must be >= 0, got {args.max_number_of_steps}")
     if args.checkpoint_path is not None and not os.path.exists(args.checkpoint_path) \
             and not os.path.exists(args.checkpoint_path + ".index"):
         raise ConfigError(args.checkpoint_path, "no such checkpoint or directory (--checkpoint_path)")
@@ -169,21 +157,16 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
     import tensorflow as tf
     tf.get_logger().setLevel(logging.ERROR)  # TF's deprecation notices about its own v1 code paths
     warnings.filterwarnings("ignore", module="tensorflow")
-    from datasets import dataset_factory, input_pipeline
+    from datasets import input_pipeline
     from nets import model_config, nets_factory
     from training import checkpoint_init, distribution, optimizers, trainer
 
-    try:
-        dataset = dataset_factory.get_dataset(args.dataset_name, args.dataset_split_name, args.dataset_dir,
-                                              labels_file=args.labels_file)
-    except ValueError as err:
-        raise ConfigError("--dataset_name", str(err)) from None
+    dataset = flags.get_dataset(args.dataset_name, args.dataset_split_name, args.dataset_dir, args.labels_file)
     config = nets_factory.default_config(args.model_name, class_names=dataset.class_names)
     for name in ("depth_multiplier", "batch_norm_decay"):
         if getattr(args, name) is not None:
@@ -253,7 +236,7 @@ def main(argv=None):
         negative_ratio=args.negative_ratio, loss_alpha=args.loss_alpha, weight_decay=args.weight_decay,
         bias_learning_rate_multiplier=args.bias_learning_rate_multiplier,
         trainable_scopes=checkpoint_init.parse_scopes(args.trainable_scopes),
-        num_summary_images=args.num_summary_images, seed=args.seed, debug_nan_at_step=args.debug_nan_at_step)
+        num_summary_images=args.num_summary_images, seed=args.seed)
     train_log.info(
         "training %s on %s/%s (%d images, %d classes) in %s", args.model_name, args.dataset_name,
         args.dataset_split_name, dataset.num_samples, dataset.num_classes, args.train_dir)

@@ -8,7 +8,6 @@ annotation and groups the annotations by image. Prints one JSON line {"file_mib"
 
     python benchmarks/bench_coco_annotations.py [--images=118287 --annotations=860001]
 """
-import argparse
 import json
 import os
 import subprocess
@@ -18,6 +17,9 @@ import tempfile
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from cli import flags  # noqa: E402
 READ = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
@@ -49,7 +51,7 @@ def write_instances(path, num_images, num_annotations, seed=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = flags.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=118287)
     parser.add_argument("--annotations", type=int, default=860001)
     args = parser.parse_args(argv)

@@ -19,7 +19,6 @@ files, then COCOeval's evaluate, accumulate and summarize) from the two file nam
 `cpu_seconds_per_run` / `pycocotools_cpu_seconds` their CPU time (all threads, and the category workers' processes), which a shared
 machine's load does not inflate as it does the wall time.
 """
-import argparse
 import json
 import os
 import sys
@@ -29,6 +28,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cli import flags  # noqa: E402  (first: it sets TensorFlow's environment defaults)
 
 from datasets.voc_classes import VOC_CLASSES  # noqa: E402
 from evaluation.voc_metric import GroundTruth, detections_by_class, evaluate_detections  # noqa: E402
@@ -175,7 +176,7 @@ def best_of(n, fn):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = flags.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", action="store_true", help="also time reading the written results files")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--metric", default="voc", choices=["voc", "coco"])

@@ -8,7 +8,6 @@ its runtime (inference/runtimes.py), image by image, scored by the project's dev
 Prints one JSON line: {"dataset": ..., "num_images": n, "models": {path: {"mAP_VOC07", "mAP_VOC12",
 "images_per_second", "size_bytes"}}}. Decoding (the project's TFRecord decoder) is outside the timing.
 """
-import argparse
 import json
 import os
 import sys
@@ -17,9 +16,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from cli import flags  # noqa: E402  (first: it sets TensorFlow's environment defaults)
+
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = flags.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", required=True, help="an export (repeatable)")
     parser.add_argument("--dataset_dir", required=True, help="TFRecords of tf_convert_data.py")
     parser.add_argument("--dataset_name", default="voc_custom")

@@ -8,8 +8,8 @@ Runtime, OpenVINO and LiteRT, in the same process.
         [--compare_opencv PROTOTXT CAFFEMODEL] [--runtime=tf,onnxruntime,openvino,tflite,tflite_int8] [--smoke]
 
 --optimize runs the Detector's optimised graph (frozen, Winograd F(4x4, 3x3) convolutions on CPUs, compiled by
-XLA; see nets/detection.optimized_graph_def), the fast path. The graph and the session are built once
-(nets/detection.Detector); every timed run feeds a batch of uint8
+XLA; see inference/graph_optimization.py), the fast path. The graph and the session are built once
+(inference/detector.py); every timed run feeds a batch of uint8
 RGB images at the network's input size (image decoding excluded; the in-graph resize and mean subtraction,
 and OpenCV's blobFromImages, included) and fetches the final detections. With --compare_opencv the two
 runtimes alternate batch by batch on the same images, so both see the same machine load, and OpenCV gets the
@@ -26,21 +26,21 @@ timed twice, alternating with TensorFlow batch by batch: "full" (the four detect
 "runtimes": {name: {"full": figures, "network": figures, "float32_top100": fraction}}, TensorFlow's own
 "network" figures, and "ratios": TensorFlow's images/s over each runtime's, per path (> 1: TensorFlow faster).
 """
-import argparse
 import json
 import os
-import platform
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from cli import flags  # noqa: E402  (first: it sets TensorFlow's environment defaults)
+
 RUNTIMES = ("onnxruntime", "openvino", "openvino_bf16", "tflite", "tflite_int8")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = flags.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint_path", required=True, help="checkpoint prefix or directory (latest)")
     parser.add_argument("--model_name", default=None, help="expected model name (checked against ssd_config.json)")
     parser.add_argument("--batch_size", type=int, default=8)
@@ -163,11 +163,12 @@ def matched_fraction(ref, ours, min_iou=0.9, score_tol=0.02):
 def _export_runners(args, images, threads, workdir):
     """{runtime: {"full": run(images) -> raw outputs, "network": ...}} for --runtime, from exports of plain
     float32 Detectors of the checkpoint written into workdir, and the float32 detections of images[0]."""
-    from nets import detection
+    from inference import session_options
+    from inference.detector import Detector
     from inference import exports, runtimes
-    config = detection.session_config(threads, args.inter_op_threads)
+    config = session_options.session_config(threads, args.inter_op_threads)
     runners = {}
-    with detection.Detector(args.checkpoint_path, args.model_name, session_config=config, portable=True) as plain:
+    with Detector(args.checkpoint_path, args.model_name, session_config=config, portable=True) as plain:
         base = plain.detect(images[0])
         if {"onnxruntime", "openvino", "openvino_bf16"} & set(args.runtime):
             import onnx
@@ -176,7 +177,7 @@ def _export_runners(args, images, threads, workdir):
                 onnx.save(exports.onnx_model(plain, outputs), os.path.join(workdir, f"{path}.onnx"))
     tflite = [r for r in args.runtime if r.startswith("tflite")]
     if tflite:
-        with detection.Detector(args.checkpoint_path, args.model_name, session_config=config, batch_size=1,
+        with Detector(args.checkpoint_path, args.model_name, session_config=config, batch_size=1,
                                 nms="per_class", portable=True) as single:
             graphs = (("full", exports.serving_outputs(single)), ("network", exports.network_outputs(single)))
             for runtime in tflite:
@@ -199,34 +200,20 @@ def _export_runners(args, images, threads, workdir):
     return runners, base
 
 
-def _device():
-    import tensorflow as tf
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"GPU: {details.get('device_name', gpus[0].name)}"
-    name = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"CPU: {name}, {os.cpu_count()} cores"
-
 
 def run(args):
     import numpy as np
     import tensorflow as tf
-    from nets import caffe_ssd  # noqa: F401  (registers the caffe_ssd model with nets_factory)
-    from nets import detection
-    runtimes_unpad = detection.Detector.detections
+    from inference import session_options
+    from inference.detector import Detector
+    runtimes_unpad = Detector.detections
 
     threads = args.intra_op_threads or os.cpu_count()
-    config = detection.session_config(threads, args.inter_op_threads, args.precision, args.xla)
-    flags = detection.cpu_flags()
+    config = session_options.session_config(threads, args.inter_op_threads, args.precision, args.xla)
+    flags = session_options.cpu_flags()
     load_before = os.getloadavg()
     start = time.perf_counter()
-    det = detection.Detector(args.checkpoint_path, args.model_name, session_config=config, optimize=args.optimize)
+    det = Detector(args.checkpoint_path, args.model_name, session_config=config, optimize=args.optimize)
     build_seconds = time.perf_counter() - start
     images = _images(args, det.model.image_size)
     fetch, feed = det.detection_fetches, {det.images: images}
@@ -273,10 +260,10 @@ def run(args):
 
     result = {"model_name": det.model.name, "checkpoint": det.checkpoint, "batch_size": args.batch_size,
               "num_batches": args.num_batches, "image_size": list(det.model.image_size),
-              "precision": args.precision, "device": _device(), "optimize": args.optimize, "xla": args.xla,
+              "precision": args.precision, "device": session_options.device_description(), "optimize": args.optimize, "xla": args.xla,
               "intra_op_threads": threads, "inter_op_threads": args.inter_op_threads,
-              "onednn": detection.onednn_enabled(),
-              "cpu_bf16": detection.cpu_supports_bf16(flags), "cpu_avx512f": "avx512f" in flags,
+              "onednn": session_options.onednn_enabled(),
+              "cpu_bf16": session_options.cpu_supports_bf16(flags), "cpu_avx512f": "avx512f" in flags,
               "tensorflow": tf.__version__}
     result.update(figures(times["tensorflow"]))
     result["build_seconds"] = round(build_seconds, 2)
@@ -304,8 +291,8 @@ def run(args):
         shutil.rmtree(workdir, ignore_errors=True)
     if args.precision != "float32":
         # The same images through float32: how many of its top-100 detections the reduced precision keeps.
-        with detection.Detector(args.checkpoint_path, args.model_name,
-                                session_config=detection.session_config(threads, args.inter_op_threads)) as ref:
+        with Detector(args.checkpoint_path, args.model_name,
+                                session_config=session_options.session_config(threads, args.inter_op_threads)) as ref:
             base = ref.detect(images[0])
         top = np.argsort(-base["scores"], kind="stable")[:100]
         result["float32_agreement"] = round(matched_fraction(

@@ -10,7 +10,6 @@ when the host is busy, the same code runs 10-30% slower.
 
     python benchmarks/bench_input.py [--model_name=ssd_300_vgg] [--batch_size=32] [--num_batches=40] [--stages]
 """
-import argparse
 import io
 import os
 import resource
@@ -18,8 +17,9 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cli import flags  # noqa: E402  (first: it sets TensorFlow's environment defaults)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -29,7 +29,7 @@ from common.errors import ConfigError, run_main  # noqa: E402
 from datasets import input_pipeline  # noqa: E402
 from datasets import tfrecord_decoder as decoder  # noqa: E402
 from nets import nets_factory  # noqa: E402
-from nets.box_coding import encode_targets  # noqa: E402
+from box_ops.box_coding import encode_targets  # noqa: E402
 from preprocessing import ssd_vgg_preprocessing  # noqa: E402
 
 
@@ -146,7 +146,7 @@ def _cpu_seconds():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = flags.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model_name", default="ssd_300_vgg")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--num_batches", type=int, default=40, help="timed batches (after --warmup)")

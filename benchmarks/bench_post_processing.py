@@ -1,7 +1,7 @@
-"""Times select_detections (Caffe's DetectionOutput, nets/post_processing.py) alone on an SSD-300-sized load:
+"""Times select_detections (Caffe's DetectionOutput, box_ops/post_processing.py) alone on an SSD-300-sized load:
 8732 anchors, 21 classes, scores from seeded logits with a dominant background (about 40 candidates above 0.01
 per class and image), boxes clustered so that NMS has work. Optionally against another version of the module
-(e.g. `git show <commit>:nets/post_processing.py > /tmp/old.py`), alternating run by run, with a check that
+(e.g. `git show <commit>:box_ops/post_processing.py > /tmp/old.py`), alternating run by run, with a check that
 both give the same detections.
 
     python benchmarks/bench_post_processing.py [--batch_size=8] [--runs=15] [--reference=/tmp/old.py]
@@ -9,7 +9,6 @@ both give the same detections.
 Prints one JSON line: median ms per call for each formulation ("combined", "per_class"; and "reference"),
 the bytes of all op outputs of one call (RunMetadata), and whether the reference's detections are identical.
 """
-import argparse
 import importlib.util
 import json
 import os
@@ -18,6 +17,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from cli import flags  # noqa: E402  (first: it sets TensorFlow's environment defaults)
 
 
 def load(batch_size, num_anchors=8732, num_classes=21, seed=0):
@@ -34,7 +35,7 @@ def load(batch_size, num_anchors=8732, num_classes=21, seed=0):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = flags.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--runs", type=int, default=15)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: one per core)")
@@ -42,7 +43,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     import numpy as np
     import tensorflow as tf
-    from nets import post_processing
+    from box_ops import post_processing
     probs, boxes = load(args.batch_size)
     variants = {nms: (lambda s, b, nms=nms: post_processing.select_detections(s, b, nms=nms))
                 for nms in post_processing.NMS_FORMULATIONS}

@@ -12,10 +12,8 @@ directory (decode, Caffe SSD augmentation, target encoding, batching): the end-t
 Prints one JSON line per run: model, input, batch size, images/s, seconds per step (median of the timed
 steps), the device, and the load average before and after (the machine may be shared).
 """
-import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,9 +21,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from cli import flags  # noqa: E402  (first: it sets TensorFlow's environment defaults)
+
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = flags.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="ssd_300_vgg,ssd_300_vgg_lite", help="comma-separated model names")
     p.add_argument("--batch_size", type=int, default=8, help="global batch")
     p.add_argument("--num_steps", type=int, default=5, help="timed steps")
@@ -43,26 +43,12 @@ def parse_args(argv):
     return args
 
 
-def device_name():
-    import tensorflow as tf
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
-        return f"{len(gpus)} x GPU: {names[0]}"
-    name = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"CPU: {name}, {os.cpu_count()} cores"
-
 
 def memory_input_fn(model, batch_size, seed=0):
     """() -> a dataset repeating one batch of random images with random boxes and their encoded targets."""
     import numpy as np
     import tensorflow as tf
-    from nets.box_coding import encode_targets
+    from box_ops.box_coding import encode_targets
 
     rng = np.random.default_rng(seed)
     h, w = model.image_size
@@ -131,14 +117,14 @@ def time_training(model, input_fn, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import warnings
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     warnings.filterwarnings("ignore", module="tensorflow")
+    from inference import session_options
     from nets import nets_factory
 
-    device = device_name()
+    device = session_options.device_description()
     tmp = tempfile.TemporaryDirectory(prefix="bench_train_") if args.pipeline else None
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         model = nets_factory.build_model(nets_factory.default_config(name, num_classes=21), is_training=True)

@@ -16,7 +16,6 @@ images_per_second of the detector (median of the batches timed just before and j
 process's CPU time per frame and per reference image (pipeline_cpu_share: the part of the video path's CPU time
 not spent as the detector alone spends it; steadier than the clock on a shared machine).
 """
-import argparse
 import json
 import os
 import sys
@@ -27,9 +26,11 @@ import types
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from cli import flags  # noqa: E402  (first: it sets TensorFlow's environment defaults)
+
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = flags.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="ssd_300_vgg_lite,ssd_300_vgg", help="comma-separated model names")
     parser.add_argument("--sizes", default="300x300,1280x720", help="comma-separated WIDTHxHEIGHT clip sizes")
     parser.add_argument("--checkpoint_path", default=None, help="a trained model instead of random weights "
@@ -95,8 +96,8 @@ def draw_threshold(detector, clip, batch_size, boxes):
 def run(args, workdir):
     import numpy as np
     from benchmarks import bench_inference
-    from inference import synthetic_clip, video, video_io
-    from nets import detection
+    from inference import session_options, synthetic_clip, video, video_io
+    from inference.detector import Detector
 
     clips = {}
     for width, height in args.sizes:
@@ -106,7 +107,7 @@ def run(args, workdir):
     results = []
     for model_name in args.models:
         checkpoint = args.checkpoint_path or random_checkpoint(model_name, tempfile.mkdtemp(dir=workdir))
-        with detection.Detector(checkpoint, model_name=model_name) as det:
+        with Detector(checkpoint, model_name=model_name) as det:
             images = bench_inference._images(types.SimpleNamespace(image=None, batch_size=args.batch_size),
                                              det.model.image_size)
             batch_seconds(det, images, 1)  # warm-up
@@ -137,7 +138,7 @@ def run(args, workdir):
                           "pipeline_cpu_share": round(1 - cpu_per_image * summary["frames"] / cpu, 4),
                           "boxes_drawn_per_frame": round(drawn, 2), "codec": video_io.encoder_name(),
                           "busy_seconds": summary["busy_seconds"], "seconds": summary["seconds"],
-                          "device": bench_inference._device(),
+                          "device": session_options.device_description(),
                           "load_average": [round(load, 2), round(os.getloadavg()[0], 2)]}
                 print(json.dumps(result), flush=True)
                 results.append(result)

@@ -7,13 +7,14 @@ output pixel) and matrix products; the pre-processing, softmax, decoding and NMS
 trainable variables (weights, biases, batch norm's beta and gamma), and the moving statistics apart.
 Prints one JSON line per model.
 """
-import argparse
 import json
 import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from cli import flags  # noqa: E402  (first: it sets TensorFlow's environment defaults)
 
 
 def conv_macs(graph):
@@ -34,7 +35,7 @@ def conv_macs(graph):
 def model_stats(name, num_classes=21):
     import numpy as np
     import tensorflow as tf
-    from nets import anchors as anchors_lib
+    from box_ops import anchors as anchors_lib
     from nets import nets_factory
     with tf.Graph().as_default() as graph:
         fn = nets_factory.get_network_fn(name, num_classes)
@@ -48,11 +49,10 @@ def model_stats(name, num_classes=21):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = flags.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="ssd_300_vgg,ssd_300_resnet_v1_50,ssd_300_inception_v2,ssdlite_320_mobilenet_v2")
     p.add_argument("--num_classes", type=int, default=21, help="classes including the background")
     args = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     tf.compat.v1.disable_eager_execution()
     for name in args.models.split(","):

@@ -1,12 +1,12 @@
 """What a Caffe SSD deploy prototxt means, without TensorFlow: Caffe's shape rules, PriorBox anchors and the
-DetectionOutput parameters, checked layer by layer (nets/caffe_ssd.py builds the graph from it).
+DetectionOutput parameters, checked layer by layer (caffe_converter/caffe_ssd.py builds the graph from it).
 
     spec = analyse(reader.read_prototxt(path), path)
 
 Shapes are Caffe's (N, C, H, W, ...). Convolution output sizes floor, pooling sizes round up (Caffe's
 pooling_layer.cpp, including its rule that the last window starts inside the image), Reshape / Flatten /
 Permute / Concat follow their Caffe definitions on NCHW axes. PriorBox layers become static anchors
-(nets/anchors.prior_box, [ymin, xmin, ymax, xmax] relative) and variances; DetectionOutput becomes
+(box_ops/anchors.prior_box, [ymin, xmin, ymax, xmax] relative) and variances; DetectionOutput becomes
 post-processing defaults. Anything the project cannot reproduce exactly is a CaffeModelError naming the layer.
 """
 import dataclasses
@@ -16,7 +16,7 @@ import numpy as np
 
 from caffe_converter import reader
 from common.errors import CaffeModelError
-from nets import anchors as anchors_lib
+from box_ops import anchors as anchors_lib
 
 LAYER_TYPES = ("Input", "Convolution", "BatchNorm", "Scale", "ReLU", "Eltwise", "Pooling", "Normalize",
                "Permute", "Flatten", "Reshape", "Concat", "Softmax", "PriorBox", "DetectionOutput", "Dropout")

@@ -16,7 +16,7 @@ import numpy as np
 
 from caffe_converter import net_spec, reader
 from common.errors import CaffeModelError
-from nets import anchors as anchors_lib
+from box_ops import anchors as anchors_lib
 from nets import ssd_vgg_300, ssd_vgg_512
 
 # Caffe feature layer -> the project's end_points name (heads can sit on any of them).
@@ -28,6 +28,8 @@ EXTRA_BLOCKS = {"ssd_300_vgg": ssd_vgg_300.EXTRA_BLOCKS_300, "ssd_512_vgg": ssd_
                 "ssd_300_vgg_coco": ssd_vgg_300.EXTRA_BLOCKS_300, "ssd_512_vgg_coco": ssd_vgg_512.EXTRA_BLOCKS_512}
 # The variable scope of each network (the COCO models are the VOC networks with other parameters).
 SCOPES = {"ssd_300_vgg_coco": "ssd_300_vgg", "ssd_512_vgg_coco": "ssd_512_vgg"}
+# The networks a Caffe VGG SSD maps onto.
+MODEL_NAMES = tuple(EXTRA_BLOCKS)
 
 
 def base_layers(model_name):
@@ -116,7 +118,7 @@ def params_from_spec(spec, params, path):
         anchor_ratios=tuple(ratios), anchor_steps=tuple(steps), anchor_offset=float(shared["offset"]),
         anchor_flip=bool(shared["flip"]), anchor_clip=bool(shared["clip"]), normalizations=tuple(norms),
         prior_variances=tuple(float(v) for v in shared["variance"]))
-    # The network's anchors must be Caffe's, prior for prior (nets/anchors.py vs the prototxt's PriorBox).
+    # The network's anchors must be Caffe's, prior for prior (box_ops/anchors.py vs the prototxt's PriorBox).
     if anchors_lib.ssd_anchors(new).shape != spec.anchors.shape or \
             not np.allclose(anchors_lib.ssd_anchors(new), spec.anchors, atol=1e-5):
         raise CaffeModelError(path, "the network's anchors differ from the prototxt's PriorBox output")
@@ -168,7 +170,7 @@ def check_caffemodel_priors(layers, params, path):
                 params.anchor_steps[i], params.anchor_offset)
         if not all(_same(g, w) for g, w in zip(got, want)):
             raise CaffeModelError(path, f"PriorBox '{layer.name}' (min, max, ratios, step, offset) = {got}, the "
-                                        f"network's {block} has {want}; give --prototxt_path to use the model's")
+                                        f"network's {block} has {want}; pass the deploy prototxt to use the model's")
 
 
 def variables_from_caffemodel(model_name, params, blobs, variable_shapes, path, rgb=True, scope=None):

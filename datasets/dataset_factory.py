@@ -62,8 +62,8 @@ def read_metadata(dataset_dir, output_name):
     """`<dataset_dir>/<output_name>_metadata.json` -> dict, checked; its shards must all exist."""
     path = os.path.join(dataset_dir, metadata_name(output_name))
     if not os.path.isfile(path):
-        raise DatasetError(path, f"missing metadata of the records {output_name!r} (write them with "
-                                 f"tf_convert_data.py --output_name={output_name} --output_dir={dataset_dir})")
+        raise DatasetError(path, f"missing metadata of the records {output_name!r} (tf_convert_data.py "
+                                 f"writes them, with output name {output_name!r} into {dataset_dir})")
     try:
         with open(path, encoding="utf-8") as f:
             metadata = json.load(f)
@@ -128,7 +128,7 @@ def get_dataset(name, split_name, dataset_dir, labels_file=None):
             if metadata.get("coco_category_ids") != category_ids or not isinstance(category_ids, list):
                 raise DatasetError(os.path.join(dataset_dir, metadata_name(output_name)),
                                    f"not COCO records, or other COCO categories than {record_sets[0]}'s "
-                                   f"(write them with tf_convert_data.py --dataset_name=coco)")
+                                   f"(tf_convert_data.py converts COCO instances JSON)")
         category_ids = tuple(category_ids)
     files = tuple(os.path.join(dataset_dir, shard) for metadata in metadatas for shard in metadata["shards"])
     return DatasetDescription(

@@ -2,7 +2,7 @@
 
 Training (`train_dataset`): shard files shuffled, read interleaved, records shuffled, then in parallel:
 parse, decode only the crop window, the Caffe SSD augmentation (preprocessing/ssd_vgg_preprocessing.py),
-anchor targets (nets/box_coding.encode_targets), fixed-size padding of the ground truth; batches of static
+anchor targets (box_ops/box_coding.encode_targets), fixed-size padding of the ground truth; batches of static
 shape, prefetched. With a seed the stream is reproducible: the shuffles use it, and each element's
 augmentation uses a stateless seed made of the seed and the element's index, whatever the parallelism.
 
@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from datasets import tfrecord_decoder as decoder
-from nets.box_coding import encode_targets
+from box_ops.box_coding import encode_targets
 from preprocessing import preprocessing_factory
 
 AUTOTUNE = tf.data.AUTOTUNE

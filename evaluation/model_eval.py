@@ -2,7 +2,7 @@
 of exactly the images evaluated.
 
 One tf.compat.v1 graph per ModelEvaluator: datasets/input_pipeline.eval_dataset (records in file order,
-batched) -> nets/detection.detection_outputs (the shared post-processing, Caffe's DetectionOutput). Each
+batched) -> inference/detector.detection_outputs (the shared post-processing, Caffe's DetectionOutput). Each
 checkpoint is restored into the same graph and session, and the records are read once per checkpoint.
 
 Detections leave the graph as relative [ymin, xmin, ymax, xmax] boxes. As Caffe SSD's OutputBBox, they are
@@ -24,7 +24,7 @@ from datasets import input_pipeline
 from datasets.pixel_boxes import relative_to_voc
 from evaluation.ground_truth import round_near_integers
 from evaluation.voc_metric import GroundTruth, detections_by_class
-from nets.detection import detection_outputs
+from inference.detector import detection_outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +164,7 @@ class ModelEvaluator:
     """Builds the evaluation graph and session once; `evaluate(checkpoint)` runs one checkpoint over the records.
 
     Args:
-      model: nets_factory.SSDModel (nets/detection.load_model). files: the split's TFRecord shards, in order.
+      model: nets_factory.SSDModel (inference/detector.load_model). files: the split's TFRecord shards, in order.
       class_names: the N class names (labels 1..N); must equal model.class_names (check_class_names).
       batch_size: images per batch (the last batch holds the remainder). max_num_batches: None, or only the
         first batches (the ground truth is then that of their images).

@@ -133,7 +133,7 @@ def infer_split(directory, class_names, competition=COMPETITION):
     if len(splits) != 1:
         found = f"found splits {splits}" if splits else "found none"
         raise DatasetError(directory, f"cannot tell the split of the {competition}_det_<split>_<class>.txt "
-                                      f"files ({found}); give --dataset_split_name")
+                                      f"files ({found}); name the split")
     return splits[0]
 
 

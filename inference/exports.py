@@ -1,4 +1,4 @@
-"""The Detector's graph (nets/detection.py) written for other runtimes: SavedModel, ONNX and TFLite.
+"""The Detector's graph (inference/detector.py) written for other runtimes: SavedModel, ONNX and TFLite.
 
 Every format holds the whole detection path: uint8 RGB images [B, H, W, 3] in, resized and mean-subtracted
 inside, the network, softmax, box decoding and Caffe's DetectionOutput inside, and four outputs:

@@ -4,7 +4,7 @@
     results = detector.detect_batch(images)   # uint8 [B, H, W, 3] RGB -> per image dict(boxes, scores, classes)
     detector.class_names; detector.close()
 
-As nets/detection.Detector: boxes [K, 4] relative [ymin, xmin, ymax, xmax], scores [K] sorted, classes [K]
+As inference/detector.Detector: boxes [K, 4] relative [ymin, xmin, ymax, xmax], scores [K] sorted, classes [K]
 (1..C-1), unpadded. detect_ssd.py --model and benchmarks/bench_inference.py use them.
 """
 import json
@@ -14,7 +14,7 @@ import numpy as np
 
 from common.errors import ConfigError
 from inference import exports
-from nets.detection import Detector
+from inference.detector import Detector
 
 
 # The export's four outputs -> one dict(boxes, scores, classes) per image, unpadded: the Detector's own.

@@ -4,7 +4,7 @@
         --(bounded queue)--> drawing + encoder thread -> annotated video, JSON lines, progress
 
 The detector is anything with `detect_batch(uint8 [B, H, W, 3] RGB) -> [dict(boxes [K, 4] relative
-[ymin, xmin, ymax, xmax], scores [K], classes [K]), ...]` and `class_names` (nets/detection.Detector, or a
+[ymin, xmin, ymax, xmax], scores [K], classes [K]), ...]` and `class_names` (inference/detector.Detector, or a
 runtime of an export). Frames are detected at their decoded size, exactly as detect_ssd.py --image detects an
 image (the detector resizes).
 
@@ -156,7 +156,7 @@ def check_outputs(source_path, output_video=None, output_json=None):
     one the writer knows (video_io.OUTPUT_FORMATS)."""
     paths = [os.path.realpath(p) for p in (output_video, output_json) if p]
     if len(set(paths)) < len(paths):
-        raise ConfigError(output_video, "--output_video and --output_json are the same file")
+        raise ConfigError(output_video, "the annotated video and the detections JSON are the same file")
     if source_path and os.path.realpath(source_path) in paths:
         raise ConfigError(source_path, "is the input: the output would replace it")
     if output_video:

@@ -101,7 +101,7 @@ class VideoSource:
     def _check(self):
         fmt = self.container.format.name
         if fmt == "image2" or fmt.endswith("_pipe"):
-            raise DatasetError(self.path, f"is a still image ({fmt}), not a video: use --image")
+            raise DatasetError(self.path, f"is a still image ({fmt}), not a video: detect on it as an image")
         if not self.container.streams.video:
             kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
             raise DatasetError(self.path, f"holds no video stream ({', '.join(kinds)})")

@@ -11,7 +11,7 @@ import functools
 import numpy as np
 import tf_slim as slim
 
-from nets import anchors as anchors_lib
+from box_ops import anchors as anchors_lib
 from nets import ssd_vgg_300, ssd_vgg_512
 from nets import ssd_inception_v2, ssd_resnet_v1, ssdlite_mobilenet_v2
 from nets.ssd_params import SSDParams
@@ -43,18 +43,18 @@ arg_scopes_map.update({
     "ssdlite_320_mobilenet_v2": ssdlite_mobilenet_v2.ssdlite_arg_scope,
 })
 
-# Networks built from a Caffe deploy prototxt rather than defined here: name -> build_from_config(config)
-# returning an SSDModel. Registered by nets/caffe_ssd.py.
-config_builders_map = {}
-
-VGG_MEAN_RGB = (123.0, 117.0, 104.0)
+VGG_MEAN_RGB = ssd_vgg_300.VGG_MEAN_RGB
 DEFAULT_POST_PROCESSING = {"select_threshold": 0.01, "nms_threshold": 0.45, "top_k": 400, "keep_top_k": 200}
 
 
-def _check_name(name):
-    if name not in networks_map and name not in config_builders_map:
-        known = sorted(list(networks_map) + list(config_builders_map))
-        raise ValueError(f"Name of network unknown {name}; known: {', '.join(known)}")
+def model_names(config_builders=None):
+    """The names build_model knows: the networks defined here, plus those of `config_builders`."""
+    return sorted(set(networks_map) | set(config_builders or ()))
+
+
+def _check_name(name, config_builders=None):
+    if name not in networks_map and name not in (config_builders or ()):
+        raise ValueError(f"Name of network unknown {name}; known: {', '.join(model_names(config_builders))}")
 
 
 def get_params(name, num_classes=None):
@@ -108,12 +108,16 @@ class SSDModel:
     config: dict = None
 
 
-def build_model(config, weight_decay=0.0, is_training=False, freeze_batch_norm=False):
-    """SSDModel from a model configuration dict (see model_config.py); freeze_batch_norm: get_network_fn."""
+def build_model(config, weight_decay=0.0, is_training=False, freeze_batch_norm=False, config_builders=None):
+    """SSDModel from a model configuration dict (see model_config.py); freeze_batch_norm: get_network_fn.
+
+    config_builders: {model name: fn(config) -> SSDModel} for models defined outside this module, registered
+    by the caller (inference/detector.py passes caffe_converter's prototxt-built `caffe_ssd`).
+    """
     name = config["model_name"]
-    _check_name(name)
-    if name in config_builders_map:
-        return config_builders_map[name](config)
+    _check_name(name, config_builders)
+    if name not in networks_map:
+        return config_builders[name](config)
     num_classes = int(config["num_classes"])
     params = SSDParams.from_dict(config["params"]) if config.get("params") else get_params(name)
     params = params.replace(num_classes=num_classes)
@@ -150,7 +154,3 @@ def default_config(name, num_classes=None, class_names=None):
         "mean_rgb": list(getattr(networks_map[name], "mean_rgb", VGG_MEAN_RGB)),
         "post_processing": dict(DEFAULT_POST_PROCESSING),
     }
-
-
-# Registers caffe_ssd in config_builders_map (imported last: it uses SSDModel from this module).
-from nets import caffe_ssd  # noqa: E402,F401

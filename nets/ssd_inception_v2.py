@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_slim as slim
 from tf_slim.nets import inception_v2
 
-from nets import anchors as anchors_lib
+from box_ops import anchors as anchors_lib
 from nets import feature_maps
 from nets.batch_norm import batch_norm, batch_norm_mode
 from nets.ssd_params import SSDParams

@@ -15,8 +15,11 @@ pad a 3x3/s2 conv on an even map only at the end); 2x2/s2 max pooling with 'SAME
 import tensorflow as tf
 import tf_slim as slim
 
+from box_ops import anchors as anchors_lib
 from nets.ssd_params import SSDParams
-from nets import anchors as anchors_lib
+
+# The ImageNet mean of Caffe's VGG-16 (its mean_value 104, 117, 123 in BGR order), which every VGG SSD subtracts.
+VGG_MEAN_RGB = (123.0, 117.0, 104.0)
 
 SSD300_PARAMS = SSDParams(
     img_shape=(300, 300),

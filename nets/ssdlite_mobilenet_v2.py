@@ -22,7 +22,7 @@ pre-processing, times input_scale 1 / 127.5 by the network.
 import tensorflow as tf
 import tf_slim as slim
 
-from nets import anchors as anchors_lib
+from box_ops import anchors as anchors_lib
 from nets import feature_maps
 from nets.batch_norm import batch_norm, batch_norm_mode
 from nets.ssd_params import SSDParams

@@ -75,7 +75,7 @@ def draw_anchors(ax, image, layer_anchors, feat_shape, location, num_anchors, im
     """Shows the anchors of one location of a feature layer and the centres of all its locations.
 
     layer_anchors: float32 [H * W * A, 4] relative boxes of ONE feature layer in Caffe's order (location
-    row-major, then anchor), as nets.anchors.prior_box returns them. feat_shape: (H, W). location: (y, x)
+    row-major, then anchor), as box_ops.anchors.prior_box returns them. feat_shape: (H, W). location: (y, x)
     cell whose A = num_anchors anchors are drawn. img_shape: the network's input (H, W), for the legend's
     pixel sizes. image: what to draw on (any size; anchors are relative).
     """

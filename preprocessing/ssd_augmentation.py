@@ -19,7 +19,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from nets.box_coding import iou_matrix
+from box_ops.box_coding import iou_matrix
 from preprocessing import resizing
 from preprocessing.resizing import INTERPOLATIONS
 

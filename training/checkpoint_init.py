@@ -98,7 +98,7 @@ def read_class_map(spec, target_names, source_names=None, num_source=None):
                       for t, name in enumerate(target_names, 1)
                       if VOC_FROM_COCO.get(name) in source_names)
         if not pairs:
-            raise ConfigError("--checkpoint_class_map", f"coco_to_voc maps none of the model's classes "
+            raise ConfigError("class_map", f"coco_to_voc maps none of the model's classes "
                                                         f"{list(target_names[:5])}... from {list(source_names[:5])}...")
         return ClassMap(pairs, num_source, num_target)
     try:
@@ -307,7 +307,7 @@ def plan_restore(variables, checkpoint_path, model_scope, checkpoint_model_scope
         names = "\n".join(f"  {n} (looked up as {_checkpoint_name(n, model_scope, checkpoint_model_scope)})"
                           for n in plan.missing)
         raise CheckpointError(checkpoint_path, f"{len(plan.missing)} model variables are not in the checkpoint "
-                                               f"(use --checkpoint_exclude_scopes or --ignore_missing_vars):\n"
+                                               f"(exclude their scopes, or start them from their initialisation):\n"
                                                f"{names}")
     if plan.missing:
         plan.notices.append(f"{len(plan.missing)} variables not in the checkpoint keep their initialisation: "

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from common.errors import ConfigError, SSDError
 from nets import model_config as model_config_lib
-from nets import ssd_losses
+from box_ops import ssd_losses
 from training import checkpoint_init, checkpoints, summaries
 from training.checkpoint_init import variable_name
 
@@ -66,7 +66,6 @@ class TrainOptions:
     trainable_scopes: tuple = ()
     num_summary_images: int = 3
     seed: typing.Optional[int] = None                # graph-level seed: the same initial weights every run
-    debug_nan_at_step: typing.Optional[int] = None   # tests: the loss of this step (1-based) is NaN
 
 
 @dataclasses.dataclass
@@ -109,7 +108,7 @@ def build_train_graph(model, input_fn, learning_rate_fn, optimizer_fn, distribut
     strategy = distribution.strategy
     replicas = strategy.num_replicas_in_sync
     if options.batch_size % replicas:
-        raise ConfigError("--batch_size", f"{options.batch_size} does not split over {replicas} replicas")
+        raise ConfigError("batch_size", f"{options.batch_size} does not split over {replicas} replicas")
     with strategy.scope():
         global_step = tf.compat.v1.train.get_or_create_global_step()
         iterator = strategy.make_dataset_iterator(input_fn())
@@ -131,7 +130,7 @@ def build_train_graph(model, input_fn, learning_rate_fn, optimizer_fn, distribut
             variables = [v for v in tf.compat.v1.trainable_variables() if v is not global_step]
             to_train = checkpoint_init.variables_to_train(variables, options.trainable_scopes)
             if not to_train:
-                raise ConfigError("--trainable_scopes", f"no variable matches {list(options.trainable_scopes)}")
+                raise ConfigError("trainable_scopes", f"no variable matches {list(options.trainable_scopes)}")
             trained[:] = to_train
             # No decay on biases (Caffe) nor on batch norm's offset and scale (TF-Slim, TF OD API).
             decayed = [v for v in to_train if not variable_name(v).endswith(NOT_DECAYED)]
@@ -139,8 +138,6 @@ def build_train_graph(model, input_fn, learning_rate_fn, optimizer_fn, distribut
             if options.weight_decay and decayed:
                 regularization = options.weight_decay / replicas * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
             total = terms["total_loss"] + regularization
-            if options.debug_nan_at_step is not None:
-                total += tf.where(tf.equal(step_before + 1, options.debug_nan_at_step), math.nan, 0.0)
             with tf.control_dependencies([step_before]):  # read the step before this update increments it
                 total = tf.identity(total)
             grads_and_vars = optimizer.compute_gradients(total, var_list=to_train)
@@ -184,7 +181,7 @@ def check_train_dir(train_dir, config):
         for key in ("model_name", "num_classes", "class_names"):
             if old.get(key) != config.get(key):
                 raise ConfigError(path, f"train_dir holds a model with {key}={old.get(key)!r}, this run has "
-                                        f"{config.get(key)!r}: use another --train_dir")
+                                        f"{config.get(key)!r}: use another training directory")
 
 
 def prepare_train_dir(train_dir, config):

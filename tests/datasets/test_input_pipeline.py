@@ -1,6 +1,5 @@
 """The tf.data input pipelines, on small TFRecords written here with the project's feature names."""
 import io
-import os
 
 import numpy as np
 import pytest
@@ -10,8 +9,7 @@ from PIL import Image
 from datasets import input_pipeline
 from datasets import tfrecord_decoder as decoder
 from nets import nets_factory
-from nets.box_coding import encode_targets
-from preprocessing import ssd_augmentation as aug
+from box_ops.box_coding import encode_targets
 from preprocessing import ssd_vgg_preprocessing
 
 # (height, width, format[-Pillow mode], boxes [ymin, xmin, ymax, xmax] relative, labels, difficult)

@@ -49,7 +49,7 @@ def tokenize(text):
 
 
 def is_bare_script(words):
-    """`train_ssd_network.py --flag ...` without an interpreter: a command; `nets/anchors.py` alone: a path."""
+    """`train_ssd_network.py --flag ...` without an interpreter: a command; `box_ops/anchors.py` alone: a path."""
     return words[0].endswith(".py") and len(words) > 1 and FLAG.match(words[1]) is not None
 
 

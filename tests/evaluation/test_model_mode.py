@@ -36,7 +36,9 @@ from evaluation import model_eval
 from evaluation.ground_truth import ground_truth_from_records
 from evaluation.plots import SUMMARY_FILENAME, class_plot_filename
 from evaluation.voc_results import read_results_file
-from nets import detection, model_config, nets_factory
+from nets import model_config, nets_factory
+from inference.detector import load_model
+from tests.saved_model import save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "eval_ssd_network.py")
@@ -102,32 +104,21 @@ def save_checkpoint(directory, class_names=CLASSES, fixed=True, step=0, seed=0, 
 
     fixed: the known-detections model of the module docstring; otherwise the seeded random initialisation.
     """
-    config = nets_factory.default_config(MODEL, class_names=class_names)
-    model = nets_factory.build_model(config)
-    num_classes = model.num_classes
-    with tf.Graph().as_default():
-        tf.compat.v1.set_random_seed(seed)
-        model.network_fn(tf.compat.v1.placeholder(tf.float32, [None, 300, 300, 3]))
-        variables = tf.compat.v1.global_variables()
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            if fixed:
-                for v in variables:
-                    value = np.zeros(v.shape, np.float32)
-                    if v.op.name.endswith("conv_cls/biases"):  # background wins everywhere ...
-                        value = np.tile(np.r_[0.0, np.full(num_classes - 1, -30.0)], len(value) // num_classes)
-                    if v.op.name == f"{MODEL}/block11_box/conv_cls/biases":  # ... but on the last 4 anchors
-                        value = np.log(FIXED_PROBS).reshape(-1)
-                    if v.op.name == f"{MODEL}/block11_box/conv_loc/biases":
-                        assert len(value) == 16
-                        value = center_size_offsets(FIXED_BOXES, model.anchors[-4:], model.variances).reshape(-1)
-                    v.load(value.astype(np.float32), sess)
-            os.makedirs(directory, exist_ok=True)
-            prefix = tf.compat.v1.train.Saver(variables).save(sess, os.path.join(directory, "model.ckpt"),
-                                                              global_step=step)
-    if write_config:
-        model_config.save_model_config(directory, config)
-    return prefix
+    def fixed_values(sess, model, variables):
+        num_classes = model.num_classes
+        for v in variables:
+            value = np.zeros(v.shape, np.float32)
+            if v.op.name.endswith("conv_cls/biases"):  # background wins everywhere ...
+                value = np.tile(np.r_[0.0, np.full(num_classes - 1, -30.0)], len(value) // num_classes)
+            if v.op.name == f"{MODEL}/block11_box/conv_cls/biases":  # ... but on the last 4 anchors
+                value = np.log(FIXED_PROBS).reshape(-1)
+            if v.op.name == f"{MODEL}/block11_box/conv_loc/biases":
+                assert len(value) == 16
+                value = center_size_offsets(FIXED_BOXES, model.anchors[-4:], model.variances).reshape(-1)
+            v.load(value.astype(np.float32), sess)
+
+    return save_model(directory, MODEL, class_names, seed=seed, load_values=fixed_values if fixed else None,
+                      global_step=step, write_config=write_config)
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +259,7 @@ def test_ground_truth_from_the_batches_equals_the_records(synthetic_records, tmp
     records, classes = synthetic_records
     checkpoint = save_checkpoint(str(tmp_path / "ckpt"), class_names=classes, fixed=False)
     dataset = dataset_factory.get_dataset("voc_custom", "synthetic_test", records)
-    model, _ = detection.load_model(checkpoint)
+    model, _ = load_model(checkpoint)
     reference = ground_truth_from_records(list(dataset.files), dataset.class_names)
     with model_eval.ModelEvaluator(model, dataset.files, dataset.class_names, batch_size=2) as evaluator:
         result = evaluator.evaluate(checkpoint)
@@ -345,9 +336,9 @@ def test_class_names_must_agree_with_the_dataset(fixed_records, tmp_path, capsys
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--batch_size=0"], "--batch_size must be >= 1"),
-    (["--max_num_batches=0"], "--max_num_batches must be >= 1"),
-    (["--nms_threshold=1.5"], "--nms_threshold must be in"),
+    (["--batch_size=0"], "--batch_size: must be >= 1"),
+    (["--max_num_batches=0"], "--max_num_batches: must be >= 1"),
+    (["--nms_threshold=1.5"], "--nms_threshold: must be in"),
     (["--wait_for_checkpoints"], "--wait_for_checkpoints needs a training directory"),
     (["--timeout=5"], "--timeout and --eval_interval_secs go with --wait_for_checkpoints"),
 ])

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 
 from inference import annotation, video, video_io
-from nets import detection
+from inference.detector import Detector
 from tests.inference import clips
-from tests.scripts.test_detect_ssd import native_checkpoint  # noqa: F401  (a random ssd_300_vgg_lite)
 
 
 @pytest.fixture(scope="module")
-def detector(native_checkpoint):  # noqa: F811
-    with detection.Detector(native_checkpoint, keep_top_k=10) as det:
+def detector(native_checkpoint):  # tests/conftest.py: a random ssd_300_vgg_lite
+    with Detector(native_checkpoint, keep_top_k=10) as det:
         yield det
 
 

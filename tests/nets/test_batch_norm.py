@@ -1,11 +1,11 @@
 """nets/batch_norm.py against batch normalisation written out in NumPy (Ioffe & Szegedy, Algorithm 1, with
-TF-Slim's moving averages), and nets/fold_batch_norm.py against the unfolded frozen graph."""
+TF-Slim's moving averages), and inference/fold_batch_norm.py against the unfolded frozen graph."""
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_slim as slim
 
-from nets import fold_batch_norm
+from inference import fold_batch_norm
 from nets.batch_norm import batch_norm
 
 UPDATE_OPS = tf.compat.v1.GraphKeys.UPDATE_OPS
@@ -150,33 +150,31 @@ def test_folding_into_the_convolution_gives_the_same_outputs(x, depthwise):
 
 @pytest.mark.slow
 def test_optimized_detector_folds_batch_norm_and_detects_what_the_plain_one_does(tmp_path):
-    """export / --optimize path (nets/detection.optimized_graph_def): every batch norm of an SSDLite
+    """export / --optimize path (inference/graph_optimization.py): every batch norm of an SSDLite
     MobileNet-v2 with random statistics folded into its convolution, the same detections as the plain graph."""
-    from nets import detection, model_config, nets_factory
-    from tests.nets.test_winograd import _matched
+    from nets import nets_factory
+    from inference.detector import Detector
+    from tests.inference.test_winograd import _matched
+    from tests.saved_model import save_model
     config = nets_factory.default_config("ssdlite_320_mobilenet_v2", class_names=["a", "b", "c"])
     config["params"]["depth_multiplier"] = 0.35
     rng = np.random.default_rng(2)
-    with tf.Graph().as_default():
-        tf.compat.v1.set_random_seed(1)
-        model = nets_factory.build_model(config)
-        model.network_fn(tf.compat.v1.placeholder(tf.float32, [1, 320, 320, 3]))
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            for v in tf.compat.v1.global_variables():
-                name, shape = v.op.name, v.shape.as_list()
-                if name.endswith(("moving_mean", "BatchNorm/beta")):
-                    v.load(rng.normal(0, 0.5, shape).astype(np.float32), sess)
-                elif name.endswith(("moving_variance", "BatchNorm/gamma")):
-                    v.load(rng.uniform(0.5, 2.0, shape).astype(np.float32), sess)
-            tf.compat.v1.train.Saver().save(sess, str(tmp_path / "model.ckpt"), write_meta_graph=False)
-    model_config.save_model_config(str(tmp_path), config)
+
+    def random_statistics(sess, model, variables):
+        for v in variables:
+            name, shape = v.op.name, v.shape.as_list()
+            if name.endswith(("moving_mean", "BatchNorm/beta")):
+                v.load(rng.normal(0, 0.5, shape).astype(np.float32), sess)
+            elif name.endswith(("moving_variance", "BatchNorm/gamma")):
+                v.load(rng.uniform(0.5, 2.0, shape).astype(np.float32), sess)
+
+    save_model(str(tmp_path), config=config, seed=1, load_values=random_statistics)
     images = rng.integers(0, 256, (2, 240, 320, 3), dtype=np.uint8)
-    with detection.Detector(str(tmp_path), keep_top_k=50) as plain:
+    with Detector(str(tmp_path), keep_top_k=50) as plain:
         expected = plain.detect_batch(images)
         probs, boxes = plain.raw(images)
         num_bn = len([op for op in plain.graph.get_operations() if op.type.startswith("FusedBatchNorm")])
-    with detection.Detector(str(tmp_path), keep_top_k=50, optimize=True) as fast:
+    with Detector(str(tmp_path), keep_top_k=50, optimize=True) as fast:
         left = [op.name for op in fast.graph.get_operations() if op.type.startswith("FusedBatchNorm")]
         got = fast.detect_batch(images)
         fast_probs, fast_boxes = fast.raw(images)

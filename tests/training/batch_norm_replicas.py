@@ -10,12 +10,11 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
+from common import tf_env  # noqa: E402,F401  (TensorFlow's environment defaults)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from nets import nets_factory  # noqa: E402
 from tests.training.replica_equivalence import one_step  # noqa: E402

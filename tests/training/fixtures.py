@@ -1,7 +1,7 @@
 """Small training data for the training tests: an in-memory batch stream and a tiny TFRecord set.
 
 `memory_input_fn` draws coloured rectangles on a noisy grey background at the model's input size and
-encodes the anchor targets with the SSD core (nets/box_coding.encode_targets), giving the dict batches of
+encodes the anchor targets with the SSD core (box_ops/box_coding.encode_targets), giving the dict batches of
 datasets/input_pipeline.train_dataset without files or augmentation. `tiny_record_set` writes a synthetic
 VOC folder and converts it with the project's converter, for the command-line tests.
 """
@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from nets import box_coding
+from box_ops import box_coding
 
 # Per image: boxes [ymin, xmin, ymax, xmax] relative and their labels (1-based). Images 0-1 hold more
 # objects than 2-3, so that the halves of a batch of 4 have different numbers of positives.

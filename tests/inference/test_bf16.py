@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from common.errors import ConfigError
-from nets import detection
+from inference import session_options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -20,24 +20,17 @@ COMPARE = r"""
 import json, sys, tempfile
 import matplotlib.cbook, numpy as np, tensorflow as tf
 from PIL import Image
-from nets import detection, model_config, nets_factory
-from datasets.voc_classes import VOC_CLASSES
+from inference import session_options
+from inference.detector import Detector
+from tests.saved_model import save_model
 precision = sys.argv[1]
 out = tempfile.mkdtemp()
-config = nets_factory.default_config("ssd_300_vgg_lite", class_names=VOC_CLASSES)
-with tf.Graph().as_default():
-    tf.compat.v1.set_random_seed(5)
-    model = nets_factory.build_model(config)
-    model.network_fn(tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]))
-    with tf.compat.v1.Session() as sess:
-        sess.run(tf.compat.v1.global_variables_initializer())
-        tf.compat.v1.train.Saver().save(sess, out + "/model.ckpt", write_meta_graph=False)
-model_config.save_model_config(out, config)
+save_model(out, seed=5)
 with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
     image = np.asarray(im.convert("RGB"))
 result = {}
 for name in ("float32", precision):
-    with detection.Detector(out, session_config=detection.session_config(precision=name)) as det:
+    with Detector(out, session_config=session_options.session_config(precision=name)) as det:
         d = det.detect(image)
     result[name] = {k: v.tolist() for k, v in d.items()}
 print(json.dumps(result))
@@ -73,8 +66,8 @@ def _compare(precision, env):
 
 
 def test_bf16_detections_match_float32():
-    flags = detection.cpu_flags()
-    if not detection.cpu_supports_bf16(flags):
+    flags = session_options.cpu_flags()
+    if not session_options.cpu_supports_bf16(flags):
         pytest.skip("this CPU has no avx512_bf16 or amx_bf16 flag in /proc/cpuinfo: oneDNN cannot run bfloat16 "
                     "here (TensorFlow falls back to emulated Eigen kernels), so there is nothing to check")
     assert _compare("bf16", {"TF_ENABLE_ONEDNN_OPTS": "1"}) >= 0.95
@@ -88,29 +81,29 @@ def test_float16_detections_match_float32_on_gpu():
 
 def test_session_config_sets_the_rewrites():
     off = tf.compat.v1.ConfigProto().graph_options.rewrite_options.auto_mixed_precision
-    config = detection.session_config(2, 1)
+    config = session_options.session_config(2, 1)
     assert config.intra_op_parallelism_threads == 2 and config.inter_op_parallelism_threads == 1
     assert config.graph_options.rewrite_options.auto_mixed_precision == off
     assert config.graph_options.optimizer_options.global_jit_level == tf.compat.v1.OptimizerOptions.DEFAULT
-    fp16 = detection.session_config(precision="float16", xla=True)
+    fp16 = session_options.session_config(precision="float16", xla=True)
     assert fp16.graph_options.rewrite_options.auto_mixed_precision != off
     assert fp16.graph_options.optimizer_options.global_jit_level == tf.compat.v1.OptimizerOptions.ON_1
-    if detection.onednn_enabled():
-        bf16 = detection.session_config(precision="bf16")
+    if session_options.onednn_enabled():
+        bf16 = session_options.session_config(precision="bf16")
         assert bf16.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 != off
     else:  # the rewrite would silently do nothing: say so instead
         with pytest.raises(ConfigError, match="TF_ENABLE_ONEDNN_OPTS=1"):
-            detection.session_config(precision="bf16")
+            session_options.session_config(precision="bf16")
     with pytest.raises(ValueError, match="precision"):
-        detection.session_config(precision="int8")
+        session_options.session_config(precision="int8")
 
 
 def test_cpu_flags(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse avx2 fma avx512f avx512_bf16\n\n"
                     "processor\t: 1\nflags\t\t: fpu\n")
-    flags = detection.cpu_flags(str(info))
-    assert {"avx2", "avx512_bf16"} <= flags and detection.cpu_supports_bf16(flags)
-    assert not detection.cpu_supports_bf16({"avx2", "fma", "avx512f"})
-    assert detection.cpu_supports_bf16({"amx_bf16"})
-    assert detection.cpu_flags(str(tmp_path / "missing")) == frozenset()
+    flags = session_options.cpu_flags(str(info))
+    assert {"avx2", "avx512_bf16"} <= flags and session_options.cpu_supports_bf16(flags)
+    assert not session_options.cpu_supports_bf16({"avx2", "fma", "avx512f"})
+    assert session_options.cpu_supports_bf16({"amx_bf16"})
+    assert session_options.cpu_flags(str(tmp_path / "missing")) == frozenset()

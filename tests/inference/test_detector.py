@@ -1,24 +1,19 @@
 """The shared detection path: a saved checkpoint + ssd_config.json -> Detector, equal to a NumPy pipeline."""
 import numpy as np
-import tensorflow as tf
 
-from nets import detection, model_config, nets_factory
-from tests.nets import reference
+from nets import model_config, nets_factory
+from inference.detector import Detector, load_model
+from tests.box_ops import reference
+from tests.saved_model import save_model
 
 
 def test_detector_matches_numpy_decode_and_detection_output(tmp_path):
-    config = nets_factory.default_config("ssd_300_vgg_lite", class_names=["a", "b", "c"])
-    with tf.Graph().as_default():
-        model = nets_factory.build_model(config)
-        model.network_fn(tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]))
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            tf.compat.v1.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
-    model_config.save_model_config(str(tmp_path), config)
+    save_model(str(tmp_path), class_names=["a", "b", "c"], seed=None)
+    model, _ = load_model(str(tmp_path))
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (200, 250, 3), dtype=np.uint8)
-    with detection.Detector(str(tmp_path), select_threshold=0.2, top_k=50, keep_top_k=20) as det:
+    with Detector(str(tmp_path), select_threshold=0.2, top_k=50, keep_top_k=20) as det:
         assert det.class_names == ("a", "b", "c")
         out = det.detect(image)
         probs, boxes = det.raw(image)
@@ -37,10 +32,10 @@ def test_model_name_mismatch_is_a_clear_error(tmp_path):
     import pytest
     from common.errors import CheckpointError, ConfigError
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        detection.load_model(str(tmp_path))
+        load_model(str(tmp_path))
     config = nets_factory.default_config("ssd_300_vgg_lite", class_names=["a"])
     model_config.save_model_config(str(tmp_path), config)
     (tmp_path / "model.ckpt.index").write_bytes(b"")
     (tmp_path / "checkpoint").write_text('model_checkpoint_path: "model.ckpt"\n')
     with pytest.raises(ConfigError, match="not ssd_512_vgg"):
-        detection.load_model(str(tmp_path), "ssd_512_vgg")
+        load_model(str(tmp_path), "ssd_512_vgg")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import caffe_to_tensorflow
-from nets import detection
-from tests.caffe import caffe_writer, reference
+from inference.detector import Detector
+from caffe_converter import caffe_writer
+from tests.caffe_converter import reference
 
 MEAN_BGR = (104.0, 117.0, 123.0)
 
@@ -24,7 +25,7 @@ def _convert_and_compare(model_name, tmp_path, grace_hopper, vgg_ssd_model, num_
     det_out, conf, loc, priors = reference.opencv_forward(
         prototxt, caffemodel, image, MEAN_BGR, ["detection_out", "mbox_conf_flatten", "mbox_loc", "mbox_priorbox"],
         fusion=True)
-    with detection.Detector(str(out)) as det:
+    with Detector(str(out)) as det:
         probabilities, decoded = det.raw(image)
         ours = det.detect(image)
     num_priors = priors.shape[2] // 4

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nets import ssd_losses
-from tests.nets import reference
+from box_ops import ssd_losses
+from tests.box_ops import reference
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -73,6 +73,22 @@ def write_model(directory, name, net, weights, legacy=False):
     return str(prototxt), str(caffemodel)
 
 
+def write_deploy_model(out_dir, net, weights):
+    """Writes <out_dir>/deploy.prototxt and <out_dir>/model.caffemodel through a temporary folder beside them,
+    so that a stopped run leaves no half-written model; returns their paths."""
+    import os
+    import pathlib
+    import tempfile
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".caffe_writer.") as tmp:
+        prototxt, caffemodel = write_model(pathlib.Path(tmp), "model", net, weights)
+        paths = str(out / "deploy.prototxt"), str(out / "model.caffemodel")
+        os.replace(caffemodel, paths[1])
+        os.replace(prototxt, paths[0])
+    return paths
+
+
 # Caffe SSD's VGG models (ssd_pascal.py / ssd_pascal_512.py): the extra layers and the PriorBox parameters.
 VGG_SSD = {
     "ssd_300_vgg": dict(

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from nets import anchors
+from box_ops import anchors
 from nets.ssd_vgg_300 import SSD300_COCO_PARAMS, SSD300_PARAMS
 from nets.ssd_vgg_512 import SSD512_COCO_PARAMS, SSD512_PARAMS
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nets import anchors as anchors_lib
-from nets import box_coding
+from box_ops import anchors as anchors_lib
+from box_ops import box_coding
 from nets.ssd_vgg_300 import SSD300_PARAMS
-from tests.nets import reference
+from tests.box_ops import reference
 
 VAR = (0.1, 0.1, 0.2, 0.2)
 

@@ -1,18 +1,19 @@
-"""nets/caffe_ssd.py layer by layer against OpenCV's Caffe runtime (cv2.dnn, forward(layer) per layer).
+"""caffe_converter/caffe_ssd.py layer by layer against OpenCV's Caffe runtime (cv2.dnn, forward(layer) per layer).
 
 Each test writes a small Caffe net around one layer type with random weights (caffe_writer), runs it in both
 and compares every layer's output: convolutions with pad / stride / dilation / group / depthwise and
 rectangular kernels (Caffe pads symmetrically where TF's SAME would not), ceil-mode pooling, BatchNorm with
 its scale factor + Scale, Eltwise, Normalize, Permute / Flatten / Reshape / Concat / Softmax on Caffe's axes,
-and PriorBox against nets/anchors.
+and PriorBox against box_ops/anchors.
 """
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from caffe_converter import net_spec, reader
-from nets import caffe_ssd
-from tests.caffe import caffe_writer, reference
+from caffe_converter import caffe_ssd
+from caffe_converter import caffe_writer
+from tests.caffe_converter import reference
 
 MEAN_BGR = (104.0, 117.0, 123.0)
 

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nets import detection, model_config, nets_factory, winograd
+from inference import winograd
+from inference.detector import Detector
+from tests.saved_model import save_model
 
 
 def numpy_conv3x3(x, kernel, padding):
@@ -115,20 +117,12 @@ def _matched(ref, ours, min_iou, score_tol):
 @pytest.mark.slow
 def test_optimized_detector_detects_what_the_plain_one_does(tmp_path):
     """Frozen graph + Winograd + XLA: the same detections as the plain graph (XLA compiles for ~20 s)."""
-    config = nets_factory.default_config("ssd_300_vgg_lite", class_names=["a", "b", "c"])
-    with tf.Graph().as_default():
-        tf.compat.v1.set_random_seed(1)
-        model = nets_factory.build_model(config)
-        model.network_fn(tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]))
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            tf.compat.v1.train.Saver().save(sess, str(tmp_path / "model.ckpt"), write_meta_graph=False)
-    model_config.save_model_config(str(tmp_path), config)
+    save_model(str(tmp_path), class_names=["a", "b", "c"], seed=1)
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (2, 240, 320, 3), dtype=np.uint8)
-    with detection.Detector(str(tmp_path), keep_top_k=50) as plain:
+    with Detector(str(tmp_path), keep_top_k=50) as plain:
         expected = plain.detect_batch(images)
-    with detection.Detector(str(tmp_path), keep_top_k=50, optimize=True) as fast:
+    with Detector(str(tmp_path), keep_top_k=50, optimize=True) as fast:
         rewritten = [op.name for op in fast.graph.get_operations() if op.name.endswith("/winograd/gemm")]
         got = fast.detect_batch(images)
     assert len(rewritten) >= 10  # conv4 / conv5 (64 channels in the lite model), fc6 and the heads

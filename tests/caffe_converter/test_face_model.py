@@ -5,26 +5,15 @@ import json
 import numpy as np
 import pytest
 
-import caffe_to_tensorflow
-from nets import caffe_ssd, detection  # noqa: F401  (caffe_ssd registers the model with nets_factory)
-from tests.caffe import reference
+from inference.detector import Detector
+from tests.caffe_converter import reference
 
 MEAN_BGR = (104.0, 177.0, 123.0)
 
 
 @pytest.fixture(scope="module")
-def converted(face_model, tmp_path_factory):
-    prototxt, caffemodel = face_model
-    out = tmp_path_factory.mktemp("face") / "checkpoint"
-    caffe_to_tensorflow.main(["--model_name=caffe_ssd", f"--caffemodel_path={caffemodel}",
-                              f"--prototxt_path={prototxt}", "--mean_values=104,177,123", "--class_names=face",
-                              f"--output_dir={out}"])
-    return str(out)
-
-
-@pytest.fixture(scope="module")
-def detector(converted):
-    with detection.Detector(converted) as det:
+def detector(face_checkpoint):
+    with Detector(face_checkpoint) as det:
         yield det
 
 
@@ -56,8 +45,8 @@ def test_raw_outputs_equal_opencv(detector, opencv_outputs, grace_hopper):
     np.testing.assert_allclose(decoded[0], boxes[:, [1, 0, 3, 2]], atol=1e-4)
 
 
-def test_configuration(converted, face_model):
-    with open(f"{converted}/ssd_config.json") as f:
+def test_configuration(face_checkpoint, face_model):
+    with open(f"{face_checkpoint}/ssd_config.json") as f:
         config = json.load(f)
     assert config["model_name"] == "caffe_ssd" and config["num_classes"] == 2
     assert config["class_names"] == ["face"]

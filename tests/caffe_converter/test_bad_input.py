@@ -8,7 +8,7 @@ from google.protobuf import text_format
 
 import caffe_to_tensorflow
 from common.errors import CaffeModelError, ConfigError
-from tests.caffe import caffe_writer
+from caffe_converter import caffe_writer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -132,7 +132,7 @@ def test_vgg_caffemodel_priors_must_agree_without_prototxt(vgg_ssd_model, tmp_pa
     net, _ = caffe_writer.vgg_ssd_net("ssd_300_vgg", prior_overrides={"conv6_2": "min_size: 100"})
     _, caffemodel = caffe_writer.write_model(tmp_path, "other_priors", net, model["weights"])
     out = tmp_path / "out" / "vgg"
-    with pytest.raises(CaffeModelError, match="PriorBox 'conv6_2_mbox_priorbox' .* give --prototxt_path"):
+    with pytest.raises(CaffeModelError, match="PriorBox 'conv6_2_mbox_priorbox' .* pass the deploy prototxt"):
         _convert(out, "--model_name=ssd_300_vgg", f"--caffemodel_path={caffemodel}")
     _assert_nothing_written(out)
 

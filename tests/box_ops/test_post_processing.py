@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nets import post_processing
-from tests.nets import reference
+from box_ops import post_processing
+from tests.box_ops import reference
 
 
 def random_case(rng, batch, n, c):

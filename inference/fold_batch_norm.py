@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
-from nets.winograd import _const_value as const_value
+from inference.winograd import const_value
 
 BATCH_NORM_OPS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
 CONV_OPS = ("Conv2D", "DepthwiseConv2dNative")

@@ -2,15 +2,18 @@
 pre-processing -> network -> softmax -> box decoding -> DetectionOutput, all in one TensorFlow graph, and a
 Detector that builds that graph and its session once.
 """
-import os
-
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import rewriter_config_pb2
 
+from box_ops import box_coding, post_processing
+from caffe_converter import caffe_ssd
 from common.errors import ConfigError
-from nets import box_coding, fold_batch_norm, model_config, nets_factory, post_processing
+from inference.graph_optimization import optimized_graph_def
+from nets import model_config, nets_factory
 from preprocessing import ssd_vgg_preprocessing
+
+# Models built from their configuration by code outside nets/ (passed to nets_factory.build_model).
+CONFIG_BUILDERS = {caffe_ssd.MODEL_NAME: caffe_ssd.build_from_config}
 
 
 def detection_outputs(model, images, select_threshold=None, nms_threshold=None, top_k=None, keep_top_k=None,
@@ -40,103 +43,13 @@ def detection_outputs(model, images, select_threshold=None, nms_threshold=None, 
     return out
 
 
-PRECISIONS = ("float32", "bf16", "float16")
-
-
-def session_config(intra_op_threads=None, inter_op_threads=None, precision="float32", xla=False):
-    """A ConfigProto for inference.
-
-    precision: "float32"; "bf16": grappler's oneDNN auto-mixed-precision rewrite (convolutions and matmuls in
-    bfloat16 on CPUs with AVX512_BF16 / AMX; TensorFlow falls back to slow Eigen kernels elsewhere, see
-    cpu_supports_bf16); "float16": grappler's auto-mixed-precision rewrite (float16 on GPUs with tensor cores).
-    Softmax, decoding and NMS stay float32 (detection_outputs casts back). xla: global JIT (XLA) level ON_1.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    config = tf.compat.v1.ConfigProto()
-    if intra_op_threads:
-        config.intra_op_parallelism_threads = int(intra_op_threads)
-    if inter_op_threads:
-        config.inter_op_parallelism_threads = int(inter_op_threads)
-    rewrites = config.graph_options.rewrite_options
-    if precision == "bf16":
-        if not onednn_enabled():
-            raise ConfigError("--precision=bf16", "needs TensorFlow's oneDNN optimisations: set "
-                              "TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported")
-        rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
-    elif precision == "float16":
-        rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
-    if xla:
-        config.graph_options.optimizer_options.global_jit_level = tf.compat.v1.OptimizerOptions.ON_1
-    return config
-
-
-def onednn_enabled():
-    """Whether TensorFlow runs its oneDNN kernels and rewrites (TF_ENABLE_ONEDNN_OPTS, read at import; off by
-    default in CUDA builds such as the pip wheel). Grappler's bfloat16 rewrite does nothing without them."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").lower() in ("1", "true")
-
-
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The CPU feature flags of the first processor in /proc/cpuinfo (an empty set where there is none)."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_supports_bf16(flags=None):
-    """True when the CPU computes bfloat16 natively (AVX512_BF16 or AMX-BF16), which oneDNN needs for speed."""
-    flags = cpu_flags() if flags is None else flags
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
-
-
 def load_model(checkpoint_path, model_name=None):
     """(SSDModel, checkpoint prefix) from a checkpoint prefix or directory with its ssd_config.json."""
     ckpt = model_config.resolve_checkpoint(checkpoint_path)
     config = model_config.load_model_config(ckpt)
     if model_name and model_name != config["model_name"]:
         raise ConfigError(checkpoint_path, f"is a {config['model_name']} model, not {model_name}")
-    return nets_factory.build_model(config), ckpt
-
-
-NOT_COMPILED = ("ResizeBilinear", "ResizeNearestNeighbor", "DepthwiseConv2dNative")
-
-
-def optimized_graph_def(session, graph, fetches, winograd=None, xla=True):
-    """The inference graph of `fetches`, frozen (variables -> constants), batch norms folded into their
-    convolutions (nets/fold_batch_norm.py), its 3x3 stride-1 convolutions computed
-    by Winograd F(4x4, 3x3) or F(6x6, 3x3) (nets/winograd.py; by default only where no GPU is visible: cuDNN
-    has its own), and every node but the resize marked for XLA compilation (`_XlaCompile`; ops without an XLA
-    kernel, such as the NMS, stay outside the compiled clusters). XLA fuses the Winograd transforms; without
-    it they cost more than they save. With oneDNN on (TF_ENABLE_ONEDNN_OPTS=1) XLA's GEMMs are multi-threaded.
-    """
-    from nets import winograd as winograd_lib
-    output_names = sorted({t.op.name for t in fetches})
-    graph_def = tf.compat.v1.graph_util.convert_variables_to_constants(session, graph.as_graph_def(), output_names)
-    graph_def, _ = fold_batch_norm.fold_batch_norms(graph_def, keep=output_names)
-    if winograd is None:
-        winograd = not tf.config.list_physical_devices("GPU")
-    if winograd:
-        shapes = {op.name: op.inputs[0].shape for op in graph.get_operations() if op.type == "Conv2D"}
-        large_maps = onednn_enabled()
-        graph_def, _ = winograd_lib.rewrite_convolutions(
-            graph_def, shapes, policy=lambda shape, kernel: winograd_lib.default_policy(shape, kernel, large_maps))
-    if xla:
-        for node in graph_def.node:
-            # XLA's CPU resize is 7-20x slower than TensorFlow's kernel (a batch of 8 at 300 x 300: 68 ms
-            # against 9 ms): the pre-processing resize stays a TensorFlow op. So do depthwise convolutions
-            # (XLA's grouped convolution): the Caffe MobileNet-SSD ran at 1.3 images/s compiled, 9.3 without them.
-            node.attr["_XlaCompile"].b = node.op not in NOT_COMPILED
-    return graph_def
+    return nets_factory.build_model(config, config_builders=CONFIG_BUILDERS), ckpt
 
 
 class Detector:
@@ -145,7 +58,7 @@ class Detector:
     detect(image uint8 [H, W, 3] RGB) -> dict(boxes [K, 4] relative [ymin, xmin, ymax, xmax], scores [K],
     classes [K]); detect_batch(images uint8 [B, H, W, 3], all of one size) -> list of such dicts.
 
-    session_config: a ConfigProto (see session_config()); graph_rewrites(config) may edit it in place.
+    session_config: a ConfigProto (inference/session_options.py); graph_rewrites(config) may edit it in place.
     optimize: run optimized_graph_def()'s graph instead (frozen, Winograd convolutions on CPUs, XLA): on the
     2-core AVX2 reference machine 2-3x faster than the plain graph; XLA compiles on the first run of each
     batch shape (20-30 s for SSD-300), and raw() / end_points are served from the same frozen graph.

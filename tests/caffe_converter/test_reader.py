@@ -4,7 +4,7 @@ import pytest
 
 from caffe_converter import caffe_pb, reader
 from common.errors import CaffeModelError
-from tests.caffe import caffe_writer
+from caffe_converter import caffe_writer
 
 # Field numbers written out from BVLC caffe.proto and Wei Liu's SSD fork (weiliu89/caffe, branch ssd).
 FIELD_NUMBERS = {

@@ -7,7 +7,7 @@ higher-scoring box is <= the threshold), then keep the `keep_top_k` best detecti
 The boxes are class-agnostic (Caffe's share_location: true), so they go into the NMS once, `[B, N, 1, 4]`;
 Caffe limits candidates to top_k *before* NMS, which `tf.image.combined_non_max_suppression` alone would not
 (its per-class cap applies after), so every score outside its class's top_k is zeroed first. Two
-formulations of these semantics, tested equal (tests/nets/test_post_processing.py):
+formulations of these semantics, tested equal (tests/box_ops/test_post_processing.py):
 - nms="combined": one CombinedNonMaxSuppression op (TensorFlow, and tf2onnx's ONNX NonMaxSuppression);
 - nms="per_class": one NonMaxSuppressionV5 per image and class on its top_k candidates, for runtimes without
   a combined NMS (TFLite's built-in NON_MAX_SUPPRESSION_V5); needs a static batch size.

@@ -7,9 +7,9 @@ Tensors are NHWC inside while every blob keeps its Caffe (NCHW) meaning: each bl
 axis held by each tensor axis, so Permute only relabels axes and Flatten / Reshape / Concat / Softmax act on
 Caffe's axes exactly (a Permute(0, 2, 3, 1) of an NHWC map followed by Flatten costs no transpose).
 Convolutions pad explicitly and symmetrically, pooling rounds up as Caffe, BatchNorm folds in its scale-factor
-blob, Normalize adds eps inside the square root. PriorBox layers are static anchors (nets/anchors.py), and
+blob, Normalize adds eps inside the square root. PriorBox layers are static anchors (box_ops/anchors.py), and
 DetectionOutput is not a graph op: its parameters become the model's post-processing defaults, run by
-nets/detection.py (box_coding.decode_boxes + post_processing.select_detections) like every other model.
+inference/detector.py (box_coding.decode_boxes + post_processing.select_detections) like every other model.
 
 The network returns the project's contract: logits [B, N, C] (the input of the Softmax feeding DetectionOutput,
 so softmax(logits) is Caffe's confidence) and localisations [B, N, 4] ([dx, dy, dw, dh], Caffe's mbox_loc).
@@ -318,4 +318,3 @@ def build_from_config(config):
         params=None, config=dict(config))
 
 
-nets_factory.config_builders_map[MODEL_NAME] = build_from_config

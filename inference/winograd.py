@@ -6,7 +6,7 @@ convolution is A^T [ (G g G^T) (.) (B^T d B) ] A, with d the (m + 2) x (m + 2) i
 multiplication per tile position, so the (m + 2)^2 batched GEMMs [tiles, C_in] x [C_in, C_out] replace
 9 m^2 / (m + 2)^2 times as many multiply-adds: 2.25x for F(2, 3), 4x for F(4, 3), 5.06x for F(6, 3). The
 kernel transform is done once in NumPy when the graph is rewritten; the input and output transforms are cheap
-linear maps that XLA fuses, which is why the rewritten graph is compiled with XLA (nets/detection.py does
+linear maps that XLA fuses, which is why the rewritten graph is compiled with XLA (inference/detector.py does
 both). It is the algorithm OpenCV's DNN module (F(6, 3)) and cuDNN use for these layers; in float32 it differs
 from the direct convolution by ~1e-6 (F(2, 3)) to ~2e-5 (F(4, 3), F(6, 3)) of the output's scale.
 
@@ -122,7 +122,7 @@ def default_policy(input_shape, kernel_shape, large_maps=True):
     return 6 if min(height, width) >= 60 else 4
 
 
-def _const_value(nodes, name):
+def const_value(nodes, name):
     """The NumPy value of a Const node, following Identity nodes; None for anything else."""
     node = nodes.get(name.lstrip("^").split(":")[0])
     while node is not None and node.op == "Identity":
@@ -167,7 +167,7 @@ def rewrite_convolutions(graph_def, input_shapes=None, policy=None):
             if node.op != "Conv2D" or node.name not in input_shapes:
                 continue
             shape = tf.TensorShape(input_shapes[node.name])
-            kernel = _const_value(nodes, node.input[1])
+            kernel = const_value(nodes, node.input[1])
             tile = policy(shape.as_list(), kernel.shape) if _eligible(node, kernel, shape) else 0
             if not tile:
                 continue

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 import caffe_to_tensorflow
-from nets import caffe_ssd, detection  # noqa: F401  (caffe_ssd registers the model with nets_factory)
-from tests.caffe import caffe_writer, reference
+from caffe_converter import caffe_ssd
+from inference.detector import Detector
+from caffe_converter import caffe_writer
+from tests.caffe_converter import reference
 
 MEAN_BGR, SCALE = (127.5, 127.5, 127.5), 0.007843
 
@@ -40,7 +42,7 @@ def test_top_100_equal_opencv(model, grace_hopper, optimize):
                                    scale=SCALE)[0]
     labels, scores, boxes = reference.opencv_detections(out)
     assert len(scores) == 100 and len(set(labels)) > 5 and scores[0] - scores[-1] > 0.05  # real NMS work
-    with detection.Detector(checkpoint, keep_top_k=200, optimize=optimize) as det:
+    with Detector(checkpoint, keep_top_k=200, optimize=optimize) as det:
         ours = det.detect(image)
     assert reference.matched_fraction((labels, scores, boxes), (ours["classes"], ours["scores"], ours["boxes"]),
                                       0.9, 0.01) == 1.0
