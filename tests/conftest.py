@@ -14,10 +14,10 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def native_checkpoint(tmp_path_factory):
     """A randomly initialised ssd_300_vgg_lite with the VOC classes, saved as training saves a model
-    (tests/saved_model.py), shared by the tests that only need some model to run."""
-    from tests.saved_model import save_model
+    (training/checkpoints.save_initial_model), shared by the tests that only need some model to run."""
+    from training.checkpoints import save_initial_model
     out = str(tmp_path_factory.mktemp("native"))
-    save_model(out, seed=0)
+    save_initial_model(out, seed=0)
     return out
 
 

@@ -17,6 +17,8 @@ from tensorflow.python.training import checkpoint_state_pb2
 
 from common import fileio
 from common.errors import CheckpointError
+from datasets.voc_classes import VOC_CLASSES
+from nets import model_config, nets_factory
 
 log = logging.getLogger("ssd.train")
 
@@ -125,3 +127,33 @@ class CheckpointKeeper:
         if failures:
             raise CheckpointError(self.train_dir, "no checkpoint restores: " + "; ".join(failures))
         return None
+
+
+def save_initial_model(directory, model_name="ssd_300_vgg_lite", class_names=VOC_CLASSES, seed=0, config=None,
+                       load_values=None, global_step=None, write_config=True):
+    """A network as a training run's step 0 would save it: initialised (seeded), model.ckpt[-global_step] and
+    ssd_config.json in `directory`; returns the checkpoint prefix. For tests and benchmarks, where the weights
+    do not matter (or are set by load_values).
+
+    config: the model configuration (default: nets_factory.default_config(model_name, class_names=class_names)).
+    load_values(session, model, variables): sets variables after the random initialisation (e.g. fixed
+    weights, random batch norm statistics). global_step: the checkpoint's step suffix.
+    """
+    config = config or nets_factory.default_config(model_name, class_names=class_names)
+    os.makedirs(directory, exist_ok=True)
+    with tf.Graph().as_default():
+        if seed is not None:
+            tf.compat.v1.set_random_seed(seed)
+        model = nets_factory.build_model(config)
+        height, width = model.image_size
+        model.network_fn(tf.compat.v1.placeholder(tf.float32, [None, height, width, 3]))
+        variables = tf.compat.v1.global_variables()
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            if load_values is not None:
+                load_values(sess, model, variables)
+            prefix = tf.compat.v1.train.Saver(variables).save(
+                sess, os.path.join(str(directory), "model.ckpt"), global_step=global_step, write_meta_graph=False)
+    if write_config:
+        model_config.save_model_config(str(directory), config)
+    return prefix

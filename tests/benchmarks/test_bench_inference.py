@@ -12,7 +12,7 @@ import pytest
 from benchmarks import bench_inference
 from common.errors import CaffeModelError, CheckpointError, ConfigError
 from tests.caffe_converter import reference
-from tests.saved_model import save_model
+from training.checkpoints import save_initial_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GRACE_HOPPER = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
@@ -22,7 +22,7 @@ GRACE_HOPPER = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=Fa
 def lite_checkpoint(tmp_path_factory):
     """A randomly initialised ssd_300_vgg_lite with its ssd_config.json."""
     out = str(tmp_path_factory.mktemp("lite"))
-    save_model(out, class_names=["a", "b", "c"], seed=0)
+    save_initial_model(out, class_names=["a", "b", "c"], seed=0)
     return out
 
 

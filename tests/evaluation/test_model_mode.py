@@ -38,7 +38,7 @@ from evaluation.plots import SUMMARY_FILENAME, class_plot_filename
 from evaluation.voc_results import read_results_file
 from nets import model_config, nets_factory
 from inference.detector import load_model
-from tests.saved_model import save_model
+from training.checkpoints import save_initial_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "eval_ssd_network.py")
@@ -117,7 +117,7 @@ def save_checkpoint(directory, class_names=CLASSES, fixed=True, step=0, seed=0, 
                 value = center_size_offsets(FIXED_BOXES, model.anchors[-4:], model.variances).reshape(-1)
             v.load(value.astype(np.float32), sess)
 
-    return save_model(directory, MODEL, class_names, seed=seed, load_values=fixed_values if fixed else None,
+    return save_initial_model(directory, MODEL, class_names, seed=seed, load_values=fixed_values if fixed else None,
                       global_step=step, write_config=write_config)
 
 

@@ -22,10 +22,10 @@ import matplotlib.cbook, numpy as np, tensorflow as tf
 from PIL import Image
 from inference import session_options
 from inference.detector import Detector
-from tests.saved_model import save_model
+from training.checkpoints import save_initial_model
 precision = sys.argv[1]
 out = tempfile.mkdtemp()
-save_model(out, seed=5)
+save_initial_model(out, seed=5)
 with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
     image = np.asarray(im.convert("RGB"))
 result = {}

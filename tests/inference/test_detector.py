@@ -4,11 +4,11 @@ import numpy as np
 from nets import model_config, nets_factory
 from inference.detector import Detector, load_model
 from tests.box_ops import reference
-from tests.saved_model import save_model
+from training.checkpoints import save_initial_model
 
 
 def test_detector_matches_numpy_decode_and_detection_output(tmp_path):
-    save_model(str(tmp_path), class_names=["a", "b", "c"], seed=None)
+    save_initial_model(str(tmp_path), class_names=["a", "b", "c"], seed=None)
     model, _ = load_model(str(tmp_path))
 
     rng = np.random.default_rng(0)

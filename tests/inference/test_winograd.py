@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from inference import winograd
 from inference.detector import Detector
-from tests.saved_model import save_model
+from training.checkpoints import save_initial_model
 
 
 def numpy_conv3x3(x, kernel, padding):
@@ -117,7 +117,7 @@ def _matched(ref, ours, min_iou, score_tol):
 @pytest.mark.slow
 def test_optimized_detector_detects_what_the_plain_one_does(tmp_path):
     """Frozen graph + Winograd + XLA: the same detections as the plain graph (XLA compiles for ~20 s)."""
-    save_model(str(tmp_path), class_names=["a", "b", "c"], seed=1)
+    save_initial_model(str(tmp_path), class_names=["a", "b", "c"], seed=1)
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (2, 240, 320, 3), dtype=np.uint8)
     with Detector(str(tmp_path), keep_top_k=50) as plain:

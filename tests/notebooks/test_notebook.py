@@ -79,10 +79,10 @@ def quickstart_dir(tmp_path):
     """The layout quickstart.py writes: synthetic_voc/ (VOC layout), train/ (checkpoint + ssd_config.json),
     eval/results.json; the model is randomly initialised (the notebook's code path, not its accuracy)."""
     from datasets.synthetic_voc import SYNTHETIC_CLASSES, generate_synthetic_voc
-    from tests.saved_model import save_model
+    from training.checkpoints import save_initial_model
     out = tmp_path / "quickstart_out"
     generate_synthetic_voc(str(out / "synthetic_voc"), num_train=1, num_test=3, seed=0)
-    save_model(str(out / "train"), class_names=SYNTHETIC_CLASSES, seed=0, global_step=1)
+    save_initial_model(str(out / "train"), class_names=SYNTHETIC_CLASSES, seed=0, global_step=1)
     (out / "eval").mkdir()
     (out / "eval" / "results.json").write_text(json.dumps({"num_images": 3, "mAP_VOC07": 0.0, "mAP_VOC12": 0.0}))
     return out

@@ -13,7 +13,7 @@ from PIL import Image
 import detect_ssd
 import export_ssd
 from common.errors import CheckpointError, ConfigError, DatasetError
-from tests.saved_model import save_model
+from training.checkpoints import save_initial_model
 
 # Run in a fresh interpreter, isolated (-I: no PYTHONPATH, no current directory on sys.path) in a folder
 # outside the project: only TensorFlow, NumPy and Pillow are importable, not the project's packages.
@@ -90,7 +90,7 @@ print(json.dumps(result))
 def lite_checkpoint(tmp_path_factory):
     """A randomly initialised ssd_300_vgg_lite with the VOC class names."""
     out = str(tmp_path_factory.mktemp("lite"))
-    save_model(out, seed=4)
+    save_initial_model(out, seed=4)
     return out
 
 
