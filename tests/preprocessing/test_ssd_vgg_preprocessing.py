@@ -255,3 +255,13 @@ def test_padded_compiled_geometry_equals_the_plain_one(num_boxes):
                 np.testing.assert_allclose(got[4], ref[4], atol=1e-6, err_msg=f"seed {s}")
                 kept += len(got[5])
     assert kept > 0 or num_boxes == 0
+
+
+def test_a_transform_without_a_fast_path_step_is_refused(monkeypatch):
+    """A transform added to the specification's list must get its step in the fast path too: until then the
+    fast path refuses to run rather than silently leaving it out."""
+    caffe_list = T.ssd_transforms
+    monkeypatch.setattr(T, "ssd_transforms", lambda *a, **k: caffe_list(*a, **k) + [T.Flip(name="second_flip")])
+    image, boxes, labels, difficult = scene()
+    with tf.Graph().as_default(), pytest.raises(NotImplementedError, match="no step"):
+        prep.preprocess_for_train(image, labels, boxes, difficult, (300, 300), seed=3)
