@@ -112,3 +112,22 @@ def test_flip_mirrors_image_boxes_and_content():
     np.testing.assert_array_equal(flipped.content, [5, 80 - 30, 50, 80 - 10])
     np.testing.assert_array_equal(kept.image, image)
     np.testing.assert_array_equal(kept.boxes, boxes)
+
+
+def test_resize_warps_the_crop_and_keeps_the_boxes_centred_in_it():
+    """A crop on whole pixels: the output is OpenCV's resize of that part of the image, and the boxes are
+    Caffe's crop annotation transform written out (centre inside the crop, projected, clipped)."""
+    image, boxes, labels, difficult = scene(np.random.default_rng(4))  # 60 x 80
+    crop = np.array([0.0, 0.25, 0.5, 0.75], np.float32)  # rows 0-30, columns 20-60
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        sample = T.Sample.of(image, boxes, labels, difficult).replace(crop=tf.constant(crop))
+        out = run(sess, T.Resize((45, 100), ("nearest",))(sample, tf.constant(0.3)))
+    expected = cv2.resize(image[0:30, 20:60], (100, 45), interpolation=cv2.INTER_NEAREST).astype(np.float32)
+    np.testing.assert_array_equal(out.image, expected)
+    centre_y, centre_x = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    kept = (centre_y >= 0.0) & (centre_y <= 0.5) & (centre_x >= 0.25) & (centre_x <= 0.75)
+    assert kept.any() and not kept.all()
+    projected = np.clip((boxes[kept] - [0.0, 0.25, 0.0, 0.25]) / 0.5, 0.0, 1.0)  # the kept box is clipped
+    np.testing.assert_allclose(out.boxes, projected, atol=1e-6)
+    np.testing.assert_array_equal(out.labels, labels[kept])
+    np.testing.assert_array_equal(out.difficult, difficult[kept])
