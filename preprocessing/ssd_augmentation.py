@@ -58,10 +58,9 @@ class SeedStream:
         """The stream of the transform `name`: base seed stateless_fold_in(base, the name's _stream_index)."""
         return SeedStream(tf.random.experimental.stateless_fold_in(self._base, _stream_index(name)))
 
-    def uniform(self, shape=(), minval=0.0, maxval=1.0):
-        """float32 uniform in [minval, maxval) of the given shape, from the next seed."""
-        u = tf.random.stateless_uniform(list(shape), self(), dtype=tf.float32)
-        return u if (minval, maxval) == (0.0, 1.0) else minval + u * (maxval - minval)
+    def uniform(self, shape=()):
+        """float32 uniform in [0, 1) of the given shape, from the next seed."""
+        return tf.random.stateless_uniform(list(shape), self(), dtype=tf.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------
