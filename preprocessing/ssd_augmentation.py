@@ -1,11 +1,12 @@
 """The Caffe SSD's training augmentation, op by op (Caffe's im_transforms.cpp, sampler.cpp, bbox_util.cpp).
 
-Boxes are [ymin, xmin, ymax, xmax] relative, float32. Randomness is stateless: every function takes a
-`seeds` SeedStream and draws its numbers from seeds derived from one base seed, so that a run (and a
-tf.data map running in parallel) is reproducible from that seed alone.
+Boxes are [ymin, xmin, ymax, xmax] relative, float32. The ops draw nothing: each takes the uniforms it
+reads (`u`, of a shape given here) as an argument. The transforms of ssd_transforms.py draw them, each from
+its own stateless SeedStream, so that a run (and a tf.data map running in parallel) is reproducible from
+one base seed, and the same numbers reach the plain reference pipeline (ssd_transforms.Compose) and the
+fused fast path (ssd_vgg_preprocessing).
 
-The pieces, in the order the Caffe data layer applies them (the caller, ssd_vgg_preprocessing, composes
-them so that pixels are touched as late and as small as possible):
+The pieces, in the order the Caffe data layer applies them:
 - distort_color: DistortImage (brightness, contrast, saturation, hue; each with probability 0.5, in one of
   two orders);
 - sample_expand: ExpandImage, the zoom-out onto a mean-filled canvas up to 4x the image;
@@ -16,6 +17,7 @@ them so that pixels are touched as late and as small as possible):
 - crop_boxes / flip_boxes: the annotation transforms (emit constraint CENTER, projection, clipping).
 """
 import dataclasses
+import zlib
 
 import tensorflow as tf
 
@@ -24,66 +26,41 @@ from preprocessing import resizing
 from preprocessing.resizing import INTERPOLATIONS
 
 
+def _stream_index(name):
+    """A transform name -> a stable int: the low 31 bits of its CRC-32 (the same in every process, unlike
+    hash())."""
+    return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
+
+
 class SeedStream:
     """Hands out stateless seeds (int [2] tensors) derived from one base seed, and uniform numbers drawn
-    with them.
+    with them: the k-th draw uses stateless_fold_in(base, k).
 
     `seed`: None (a base seed drawn at random: not reproducible), a Python int, or an int tensor of shape
-    [2] (e.g. [run seed, element index] in a tf.data pipeline). `num_scalars`: how many scalar draws to make
-    at once, up front: uniform() of shape () takes the next of them, so that a transform drawing a dozen
-    scalars costs one random op instead of a dozen (a per-image pipeline is dominated by such small ops).
-    Further scalars are drawn one by one.
+    [2] (e.g. [run seed, element index] in a tf.data pipeline). named(name) is the stream of one transform:
+    its numbers depend on the base seed and the name only, so a transform added to or removed from a
+    pipeline changes no other transform's numbers.
     """
 
-    def __init__(self, seed=None, num_scalars=0):
+    def __init__(self, seed=None):
         if seed is None:
             seed = tf.random.uniform([2], 0, 2 ** 31 - 1, dtype=tf.int64)
         elif isinstance(seed, int):
             seed = tf.constant([seed, 0], tf.int64)
         self._base = tf.cast(tf.convert_to_tensor(seed), tf.int64)
         self._count = 0
-        self._scalars = tf.unstack(self._draw([num_scalars])) if num_scalars else []
 
     def __call__(self):
         self._count += 1
         return tf.random.experimental.stateless_fold_in(self._base, self._count)
 
-    def _draw(self, shape):
+    def named(self, name):
+        """The stream of the transform `name`: base seed stateless_fold_in(base, the name's _stream_index)."""
+        return SeedStream(tf.random.experimental.stateless_fold_in(self._base, _stream_index(name)))
+
+    def uniform(self, shape=()):
+        """float32 uniform in [0, 1) of the given shape, from the next seed."""
         return tf.random.stateless_uniform(list(shape), self(), dtype=tf.float32)
-
-    def uniform(self, shape=(), minval=0.0, maxval=1.0):
-        """float32 uniform in [minval, maxval) (minval, maxval broadcast with shape)."""
-        u = self._scalars.pop(0) if not tuple(shape) and self._scalars else self._draw(shape)
-        if isinstance(minval, (int, float)) and isinstance(maxval, (int, float)):
-            return u if (minval, maxval) == (0, 1) else minval + u * float(maxval - minval)
-        return minval + u * (tf.cast(maxval, tf.float32) - minval)
-
-    def bernoulli(self, prob):
-        return self.uniform() < prob
-
-    def take(self, n):
-        """The next n scalars of the pool as a float32 [n] tensor, handed to a PresetStream."""
-        if len(self._scalars) < n:
-            raise ValueError(f"{n} scalars wanted, {len(self._scalars)} left in the pool")
-        taken, self._scalars = self._scalars[:n], self._scalars[n:]
-        return tf.stack(taken)
-
-
-class PresetStream(SeedStream):
-    """A SeedStream serving numbers drawn beforehand: `scalars` float32 [K] for the scalar draws (e.g.
-    SeedStream.take), `arrays` the other draws in the order they are made. It lets a transform run inside
-    an XLA-compiled function while the random ops run outside it, so the numbers are the SeedStream's, bit
-    for bit. Drawing more than was preset, or a different shape, is an error when the graph is built."""
-
-    def __init__(self, scalars, arrays=()):
-        # No base seed and no call to SeedStream.__init__: every number is preset.
-        self._scalars = list(tf.unstack(scalars))
-        self._arrays = list(arrays)
-
-    def _draw(self, shape):
-        if not self._arrays or tuple(self._arrays[0].shape) != tuple(shape):
-            raise ValueError(f"PresetStream: no preset draw of shape {tuple(shape)} left")
-        return self._arrays.pop(0)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -160,14 +137,17 @@ def adjust_saturation_hue(image, saturation=1.0, hue_delta=0.0):
     return _interleave([base + chroma * red, base + chroma * green, base + chroma * blue], shape)
 
 
-def draw_distortion(seeds, params=DistortionParams()):
-    """The numbers Caffe's DistortImage draws for one image, as the amounts of its steps (a dict of scalar
-    tensors for apply_distortion): brightness (0 when skipped), contrast_before / contrast_after (the
-    factor in the position its order puts it, 1 elsewhere), saturation (1 when skipped), hue (0 when
-    skipped) and hsv (whether saturation or hue happens). One draw of nine uniforms: the order, then for
-    each step whether it happens and its amount."""
+DISTORTION_DRAW = (9,)  # the shape of the uniforms distortion_amounts reads
+
+
+def distortion_amounts(u, params=DistortionParams()):
+    """Caffe's DistortImage decisions for one image from nine uniforms u (float32 [9] in [0, 1): the order,
+    then for each step whether it happens, then the four amounts), as the amounts of its steps (a dict of
+    scalar tensors for apply_distortion): brightness (0 when skipped), contrast_before / contrast_after
+    (the factor in the position its order puts it, 1 elsewhere), saturation (1 when skipped), hue (0 when
+    skipped) and hsv (whether saturation or hue happens)."""
     p = params
-    u_happens, u_amounts = tf.split(seeds.uniform((9,)), [5, 4])
+    u_happens, u_amounts = tf.split(u, [5, 4])
     happens = u_happens < tf.constant([0.5, p.brightness_prob, p.contrast_prob, p.saturation_prob, p.hue_prob])
     contrast_first, do_b, do_c, do_s, do_h = tf.unstack(happens)
     lower = tf.constant([-p.brightness_delta, p.contrast_lower, p.saturation_lower, -p.hue_delta])
@@ -181,7 +161,7 @@ def draw_distortion(seeds, params=DistortionParams()):
 
 
 def apply_distortion(image, d, then=None):
-    """float32 [..., 3] RGB in [0, 255] -> the same, distorted with the numbers d of draw_distortion, then
+    """float32 [..., 3] RGB in [0, 255] -> the same, distorted with the amounts d of distortion_amounts, then
     passed through `then` (a per-pixel function, or None).
 
     A skipped brightness or contrast step has the neutral amount (x + 0, x * 1, exact on [0, 255]), so those
@@ -199,33 +179,37 @@ def apply_distortion(image, d, then=None):
                    lambda: then(adjust_contrast(image, d["contrast_after"])))
 
 
-def distort_color(image, seeds, params=DistortionParams()):
+def distort_color(image, u, params=DistortionParams()):
     """float32 [..., 3] RGB in [0, 255] -> the same, photometrically distorted as Caffe's DistortImage.
 
     With probability 0.5 the order is brightness, contrast, saturation, hue; otherwise brightness,
     saturation, hue, contrast. Each step happens with its own probability (0.5). Caffe's random channel
     reordering has probability 0 in SSD and is left out. All per pixel: it commutes with cropping and
-    flipping, and with resizing up to interpolation.
+    flipping, and with resizing up to interpolation. u: the uniforms of distortion_amounts.
     """
-    return apply_distortion(image, draw_distortion(seeds, params))
+    return apply_distortion(image, distortion_amounts(u, params))
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Zoom-out (Caffe ExpandImage).
 
-def sample_expand(size, seeds, max_expand_ratio=4.0, prob=0.5):
-    """Draws Caffe's ExpandImage geometry for an image of int32 size [height, width].
+EXPAND_DRAW = (4,)  # the shape of the uniforms sample_expand reads
+
+
+def sample_expand(size, u, max_expand_ratio=4.0, prob=0.5):
+    """Caffe's ExpandImage geometry for an image of int32 size [height, width], from four uniforms u
+    (float32 [4] in [0, 1): whether, ratio, y offset, x offset).
 
     With probability `prob` the image is placed on a canvas of int(size * r), r ~ U(1, max_expand_ratio),
     at an integer offset floor(U(0, canvas - size)); otherwise the canvas is the image.
     Returns int32 (canvas [2], offset [2]), [y, x] order.
     """
     size = tf.cast(size, tf.int32)
-    expand = seeds.bernoulli(prob)
-    ratio = tf.where(expand, seeds.uniform((), 1.0, max_expand_ratio), 1.0)
+    u_expand, u_ratio, u_y, u_x = tf.unstack(u)
+    ratio = tf.where(u_expand < prob, 1.0 + u_ratio * (max_expand_ratio - 1.0), 1.0)
     canvas = tf.maximum(tf.cast(tf.cast(size, tf.float32) * ratio, tf.int32), size)
     room = canvas - size
-    offset = tf.cast(tf.floor(tf.stack([seeds.uniform(), seeds.uniform()]) * tf.cast(room, tf.float32)), tf.int32)
+    offset = tf.cast(tf.floor(tf.stack([u_y, u_x]) * tf.cast(room, tf.float32)), tf.int32)
     return canvas, tf.minimum(offset, room)
 
 
@@ -273,11 +257,11 @@ SSD_BATCH_SAMPLERS = (
 
 
 def sampler_draw_shape(samplers=SSD_BATCH_SAMPLERS):
-    """The shape of generate_samples' one draw: (4, samplers, trials) for scale, ratio, x and y."""
+    """The shape of the uniforms generate_samples reads: (4, samplers, trials) for scale, ratio, x and y."""
     return (4, len(samplers), max(s.max_trials for s in samplers))
 
 
-def generate_samples(boxes, seeds, samplers=SSD_BATCH_SAMPLERS, valid=None):
+def generate_samples(boxes, u, samplers=SSD_BATCH_SAMPLERS, valid=None):
     """One candidate crop per sampler, as Caffe's GenerateSamples with max_sample 1.
 
     Each sampler draws up to max_trials crops (SampleBBox: scale ~ U(min, max); aspect ratio ~
@@ -285,8 +269,9 @@ def generate_samples(boxes, seeds, samplers=SSD_BATCH_SAMPLERS, valid=None):
     offsets ~ U(0, 1 - w), U(0, 1 - h)) and keeps the first that satisfies its constraint. All trials are
     drawn at once, which is the same distribution as drawing them one by one.
 
-    Args: boxes float32 [G, 4] relative to the (expanded) image; valid: None, or bool [G] marking the real
-      boxes among padding (a padding box satisfies no constraint).
+    Args: boxes float32 [G, 4] relative to the (expanded) image; u: float32 uniforms of
+      sampler_draw_shape(samplers); valid: None, or bool [G] marking the real boxes among padding (a
+      padding box satisfies no constraint).
     Returns: crops float32 [S, 4] and found bool [S] (crops[i] is meaningful where found[i]).
     """
     _, _, num_trials = sampler_draw_shape(samplers)
@@ -296,7 +281,7 @@ def generate_samples(boxes, seeds, samplers=SSD_BATCH_SAMPLERS, valid=None):
 
     min_s = column(s.min_scale for s in samplers)
     max_s = column(s.max_scale for s in samplers)
-    u_scale, u_ratio, u_x, u_y = tf.unstack(seeds.uniform(sampler_draw_shape(samplers)))
+    u_scale, u_ratio, u_x, u_y = tf.unstack(u)
     scale = min_s + u_scale * (max_s - min_s)
     min_ar = tf.maximum(column(s.min_aspect_ratio for s in samplers), scale ** 2)
     max_ar = tf.minimum(column(s.max_aspect_ratio for s in samplers), 1.0 / scale ** 2)
@@ -319,11 +304,12 @@ def generate_samples(boxes, seeds, samplers=SSD_BATCH_SAMPLERS, valid=None):
     return tf.gather(crops, first, batch_dims=1), tf.reduce_any(ok, axis=1)
 
 
-def choose_sample(crops, found, seeds):
-    """A crop drawn uniformly among the found candidates (Caffe: rand() % size); the whole image if none."""
+def choose_sample(crops, found, u):
+    """A crop chosen uniformly among the found candidates with the uniform u (scalar in [0, 1); Caffe:
+    rand() % size); the whole image if none."""
     rank = tf.cumsum(tf.cast(found, tf.int32))  # 1, 2, ... along the found candidates
     count = tf.reduce_max(rank)
-    k = tf.cast(seeds.uniform() * tf.cast(count, tf.float32), tf.int32) + 1  # in 1..count
+    k = tf.cast(u * tf.cast(count, tf.float32), tf.int32) + 1  # in 1..count
     chosen = found & tf.equal(rank, tf.minimum(k, count))
     crop = tf.reduce_sum(tf.where(chosen[:, None], crops, 0.0), axis=0)  # the one chosen row
     return tf.where(count > 0, crop, tf.constant([0.0, 0.0, 1.0, 1.0]))
@@ -364,8 +350,8 @@ def flip_boxes(boxes):
     return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
 
 
-def random_resize(image, size, seeds, methods=INTERPOLATIONS):
-    """[H, W, 3] in [0, 255] -> float32 [size[0], size[1], 3], interpolation drawn uniformly from `methods`
-    (names of resizing.INTERPOLATIONS, Caffe's interp_mode list)."""
-    index = tf.minimum(tf.cast(seeds.uniform() * len(methods), tf.int32), len(methods) - 1)
+def random_resize(image, size, u, methods=INTERPOLATIONS):
+    """[H, W, 3] in [0, 255] -> float32 [size[0], size[1], 3], the interpolation chosen uniformly from
+    `methods` (names of resizing.INTERPOLATIONS, Caffe's interp_mode list) with the uniform u (scalar)."""
+    index = tf.minimum(tf.cast(u * len(methods), tf.int32), len(methods) - 1)
     return tf.switch_case(index, [lambda m=m: resizing.resize(image, size, m) for m in methods])

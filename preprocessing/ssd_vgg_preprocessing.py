@@ -7,8 +7,11 @@ image size unchanged.
 Training: the Caffe SSD's augmentation (AnnotatedDataLayer with the ssd_pascal.py transform_param):
 photometric distortion, zoom-out onto a mean-filled canvas up to 4x (probability 0.5), the 7 batch
 samplers, horizontal flip (0.5), WARP resize to the network size with a random interpolation, mean
-subtraction; difficult boxes are kept (use_difficult_gt). The ops are in ssd_augmentation.py; this module
-composes them so that pixels are touched as late and as small as possible:
+subtraction; difficult boxes are kept (use_difficult_gt). Its specification is the plain list of transforms
+of ssd_transforms.py (ssd_transforms.reference_preprocess_for_train); the ops are in ssd_augmentation.py.
+This module is the fast path: it draws the same numbers (each transform's draw(), from that transform's seed
+stream), calls the same geometry methods, and orders the pixel work so that pixels are touched as late and as
+small as possible:
 
 1. All geometry is drawn first, on the boxes and the image size only: expand canvas, crop, flip.
 2. Only the part of the original image that the crop sees is loaded (for a JPEG record: decoded, with
@@ -27,6 +30,7 @@ composes them so that pixels are touched as late and as small as possible:
 import tensorflow as tf
 
 from preprocessing import ssd_augmentation as aug
+from preprocessing import ssd_transforms as T
 
 MEAN_RGB = (123.0, 117.0, 104.0)
 
@@ -50,34 +54,6 @@ def preprocess_for_eval(images, out_shape, mean_rgb=MEAN_RGB, resize_uint8=True)
     return subtract_mean(images, mean_rgb)
 
 
-def _geometry(crop, canvas, offset, size, out):
-    """The crop -> where the image's pixels go in the output, both axes at once ([y, x] vectors).
-
-    crop: [ymin, xmin, ymax, xmax] relative to the canvas; canvas/offset/size: int32 [2] canvas size,
-    image offset in it, image size (pixels); out: float32 [2] output size. Returns int32 (w0, w1) the image
-    pixels to load, (o0, o1) the output pixels they fill, bool ok (some pixel is visible), and float32
-    (scale, shift) mapping an image pixel coordinate p to the output coordinate shift + p * scale,
-    consistent with the rounded window.
-    """
-    f = lambda v: tf.cast(v, tf.float32)  # noqa: E731
-    low, high = tf.split(crop, 2)
-    c0, c1 = low * f(canvas), high * f(canvas)
-    scale = out / tf.maximum(c1 - c0, 1e-6)
-    shift = (f(offset) - c0) * scale
-    v0 = tf.clip_by_value(c0 - f(offset), 0.0, f(size))
-    v1 = tf.clip_by_value(c1 - f(offset), 0.0, f(size))
-    w0, w1 = tf.cast(tf.round(v0), tf.int32), tf.cast(tf.round(v1), tf.int32)
-    o0 = tf.cast(tf.round(tf.clip_by_value(shift + v0 * scale, 0.0, out)), tf.int32)
-    o1 = tf.cast(tf.round(tf.clip_by_value(shift + v1 * scale, 0.0, out)), tf.int32)
-    ok = tf.reduce_all((w1 > w0) & (o1 > o0))
-    eff_scale = f(o1 - o0) / f(tf.maximum(w1 - w0, 1))
-    return (w0, w1), (o0, o1), ok, tf.where(ok, eff_scale, scale), tf.where(ok, f(o0) - f(w0) * eff_scale, shift)
-
-
-# Scalars the training transform draws: expand (4: whether, ratio, two offsets), choice of sample (1),
-# flip (1) in the geometry; interpolation (1) after it.
-_GEOMETRY_SCALARS = 6
-_NUM_SCALARS = _GEOMETRY_SCALARS + 1
 # The geometry runs on the boxes padded to one of these counts (static shapes for XLA: one compilation
 # per count used); larger counts are padded to a multiple of the last.
 _BOX_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024)
@@ -92,66 +68,72 @@ def _padded_count(num_boxes):
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _draw_geometry(boxes, valid, size, scalars, sampler_uniforms, samplers, expand_prob, max_expand_ratio,
-                   flip_prob, out_shape):
+def _draw_geometry(boxes, valid, size, numbers, expand, batch_sample, resize, flip):
     """The geometry of the training transform, on the boxes and the image size only, as one XLA-compiled
     function (it is a few hundred scalar-sized steps, which as TensorFlow kernels cost more in dispatch
-    than in arithmetic). Its random numbers are drawn outside, by the caller's SeedStream.
+    than in arithmetic): the geometry methods of the transforms Expand, BatchSample, Resize and Flip
+    (ssd_transforms), run with their numbers, drawn outside (XLA's random numbers differ from TensorFlow's).
 
-    boxes float32 [M, 4] padded, valid bool [M] (the real ones), size int32 [2] the image size; scalars
-    float32 [_GEOMETRY_SCALARS] and sampler_uniforms (aug.sampler_draw_shape) the numbers; the rest Python
-    values. Returns int32 (w0, w1) the image pixels to load and (o0, o1) the output pixels they fill, bool
-    ok (some pixel is visible), float32 [M, 4] the boxes mapped into the output (clipped, flipped), bool
-    [M] those kept (valid, centre in the crop, positive area), and bool flip.
+    boxes float32 [M, 4] padded, valid bool [M] (the real ones), size int32 [2] the image size; numbers
+    (expand's, batch_sample's, flip's) those of the transforms' draw(). Returns int32 (w0, w1) the image
+    pixels to load and (o0, o1) the output pixels they fill, bool ok (some pixel is visible), float32 [M, 4]
+    the boxes mapped into the output (clipped, flipped), bool [M] those kept (valid, centre in the crop,
+    positive area), and bool flip.
     """
-    seeds = aug.PresetStream(scalars, [sampler_uniforms])
-    out = tf.constant(out_shape, tf.float32)
-    canvas, offset = aug.sample_expand(size, seeds, max_expand_ratio, expand_prob)
-    canvas_boxes = aug.boxes_to_canvas(boxes, size, canvas, offset)
-    crops, found = aug.generate_samples(canvas_boxes, seeds, samplers, valid=valid)
-    crop = aug.choose_sample(crops, found, seeds)
-    flip = seeds.bernoulli(flip_prob)
-    (w0, w1), (o0, o1), ok, scale, shift = _geometry(crop, canvas, offset, size, out)
+    u_expand, u_batch_sample, u_flip = numbers
+    canvas, offset = expand.geometry(size, u_expand)
+    crop = batch_sample.choose(aug.boxes_to_canvas(boxes, size, canvas, offset), u_batch_sample, valid=valid)
+    do_flip = flip.happens(u_flip)
+    (w0, w1), (o0, o1), ok, scale, shift = resize.geometry(crop, canvas, offset, size)
 
     # Boxes follow the (rounded) pixel transform.
+    out = tf.constant(resize.out_shape, tf.float32)
     scale = tf.tile(scale * tf.cast(size, tf.float32) / out, [2])
     shift = tf.tile(shift / out, [2])
     mapped, keep = aug.crop_boxes_mask(boxes * scale + shift)
-    mapped = tf.where(flip, aug.flip_boxes(mapped), mapped)
-    return w0, w1, o0, o1, ok, mapped, keep & valid, flip
+    mapped = tf.where(do_flip, aug.flip_boxes(mapped), mapped)
+    return w0, w1, o0, o1, ok, mapped, keep & valid, do_flip
 
 
-def _train_geometry(boxes, labels, difficult, size, seeds, samplers, expand_prob, max_expand_ratio, flip_prob,
-                    out_shape):
-    """_draw_geometry on boxes float32 [G, 4] (padded to a bucketed count here), with the numbers of
-    `seeds`. Returns int32 (w0, w1), (o0, o1), bool ok and flip, and the kept boxes, labels, difficult."""
+def _train_geometry(boxes, labels, difficult, size, numbers, steps):
+    """_draw_geometry on boxes float32 [G, 4] (padded to a bucketed count here), with the transforms `steps`
+    (by type) and their `numbers` (by name). Returns int32 (w0, w1), (o0, o1), bool ok and flip, and the
+    kept boxes, labels, difficult."""
     num_boxes = tf.shape(boxes)[0]
     padded = tf.pad(boxes, [[0, _padded_count(num_boxes) - num_boxes], [0, 0]])
     valid = tf.range(tf.shape(padded)[0]) < num_boxes
-    scalars = seeds.take(_GEOMETRY_SCALARS)
-    sampler_uniforms = seeds.uniform(aug.sampler_draw_shape(samplers))
+    expand, batch_sample, resize, flip = (steps[t] for t in (T.Expand, T.BatchSample, T.Resize, T.Flip))
     w0, w1, o0, o1, ok, mapped, keep, flip = _draw_geometry(
-        padded, valid, size, scalars, sampler_uniforms, tuple(samplers), float(expand_prob),
-        float(max_expand_ratio), float(flip_prob), tuple(out_shape))
+        padded, valid, size, (numbers[expand.name], numbers[batch_sample.name], numbers[flip.name]),
+        expand, batch_sample, resize, flip)
     return (w0, w1), (o0, o1), ok, flip, *aug.gather_kept(mapped, keep, labels, difficult)
 
 
-def _train_from_window_loader(load_window, size, labels, boxes, difficult, out_shape, mean_rgb, seed,
-                              samplers, expand_prob, max_expand_ratio, flip_prob, distortion, interpolations):
+# The transforms this fast path knows, each once (it runs them in Caffe's order, that of ssd_transforms()).
+_FUSED_TRANSFORMS = (T.Distort, T.Expand, T.BatchSample, T.Resize, T.Flip, T.SubtractMean)
+
+
+def _train_from_window_loader(load_window, size, labels, boxes, difficult, out_shape, mean_rgb, seed, **options):
     """The training transform, given the image size int32 [2] and load_window(offset [2], size [2]) ->
-    uint8 [h, w, 3] pixels of the image."""
-    out_h, out_w = int(out_shape[0]), int(out_shape[1])
-    seeds = aug.SeedStream(seed, num_scalars=_NUM_SCALARS)
+    uint8 [h, w, 3] pixels of the image: ssd_transforms.ssd_transforms(out_shape, mean_rgb, **options) with
+    the numbers of their own seed streams, fused."""
+    transforms = T.ssd_transforms(out_shape, mean_rgb, **options)
+    steps = {type(t): t for t in transforms}
+    if len(steps) != len(transforms) or not set(steps) <= set(_FUSED_TRANSFORMS):
+        raise NotImplementedError(f"the fast path has no step for {transforms}: add it (docs/augmentation.md)")
+    numbers = T.Compose(transforms).draw(seed)
+    resize, distort = steps[T.Resize], steps.get(T.Distort)
+    out_h, out_w = resize.out_shape
     boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
     size = tf.cast(size, tf.int32)
 
     (w0, w1), (o0, o1), ok, flip, out_boxes, labels, difficult = _train_geometry(
-        boxes, labels, difficult, size, seeds, samplers, expand_prob, max_expand_ratio, flip_prob, (out_h, out_w))
+        boxes, labels, difficult, size, numbers, steps)
 
     # Pixels: only the visible window, resized to its place on the output canvas (zero elsewhere), then
     # flipped, distorted, mean-subtracted and masked in one XLA-compiled pass (_finish_canvas).
     def canvas_image():
-        content = aug.random_resize(load_window(w0, w1 - w0), o1 - o0, seeds, interpolations)
+        content = aug.random_resize(load_window(w0, w1 - w0), o1 - o0, numbers[resize.name], resize.interpolations)
         # Padded on the [h, w * 3] view: TF's Pad kernel is about 3x faster on 2-D than on [h, w, 3].
         low, high = o0 * [1, 3], (tf.constant([out_h, out_w]) - o1) * [1, 3]
         wide = tf.pad(tf.reshape(content, tf.stack([o1[0] - o0[0], (o1[1] - o0[1]) * 3])), tf.stack([low, high], 1))
@@ -160,15 +142,18 @@ def _train_from_window_loader(load_window, size, labels, boxes, difficult, out_s
     image = tf.cond(ok, canvas_image, lambda: tf.zeros([out_h, out_w, 3], tf.float32))
     image.set_shape([out_h, out_w, 3])
     content = tf.where(ok, tf.reshape(tf.stack([o0, o1], axis=1), [4]), tf.zeros([4], tf.int32))
-    drawn = aug.draw_distortion(seeds, distortion) if distortion is not None else None
-    image = _finish_canvas(image, content, flip, tf.constant(mean_rgb, tf.float32), drawn)
+    mean = tf.constant(steps[T.SubtractMean].mean_rgb, tf.float32)
+    if distort is None:
+        image = _finish_canvas(image, content, flip, mean)
+    else:
+        image = _finish_canvas(image, content, flip, mean, distort, numbers[distort.name])
     return image, labels, out_boxes, difficult
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _finish_canvas(image, content, flip, mean_rgb, distortion):
+def _finish_canvas(image, content, flip, mean_rgb, distort=None, u_distort=None):
     """The per-pixel end of the training transform on a fixed-size canvas: horizontal flip, photometric
-    distortion (the numbers `distortion` of aug.draw_distortion, or None), mean subtraction inside the
+    distortion (the transform Distort with its numbers u_distort, or None), mean subtraction inside the
     content rows and columns content = [y0, y1, x0, x1] of the unflipped canvas (outside: 0, the
     mean-filled expand canvas).
 
@@ -189,13 +174,9 @@ def _finish_canvas(image, content, flip, mean_rgb, distortion):
         wide = tf.where(inside, tf.reshape(x, [height, width * 3]) - tf.tile(mean_rgb, [width])[None, :], 0.0)
         return tf.reshape(wide, [height, width, 3])
 
-    if distortion is None:
+    if distort is None:
         return subtract_mean_and_mask(image)
-    return aug.apply_distortion(image, distortion, then=subtract_mean_and_mask)
-
-
-_TRAIN_DEFAULTS = dict(samplers=aug.SSD_BATCH_SAMPLERS, expand_prob=0.5, max_expand_ratio=4.0, flip_prob=0.5,
-                       distortion=aug.DistortionParams(), interpolations=aug.INTERPOLATIONS)
+    return aug.apply_distortion(image, distort.amounts(u_distort), then=subtract_mean_and_mask)
 
 
 def preprocess_for_train(image, labels, boxes, difficult, out_shape, mean_rgb=MEAN_RGB, seed=None, **options):
@@ -217,7 +198,7 @@ def preprocess_for_train(image, labels, boxes, difficult, out_shape, mean_rgb=ME
         return tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([size, [3]], 0))
 
     return _train_from_window_loader(load_window, tf.shape(image)[:2], labels, boxes, difficult, out_shape,
-                                     mean_rgb, seed, **dict(_TRAIN_DEFAULTS, **options))
+                                     mean_rgb, seed, **options)
 
 
 def preprocess_encoded_for_train(encoded, height, width, labels, boxes, difficult, out_shape, mean_rgb=MEAN_RGB,
@@ -244,4 +225,4 @@ def preprocess_encoded_for_train(encoded, height, width, labels, boxes, difficul
         return window
 
     return _train_from_window_loader(load_window, tf.stack([height, width]), labels, boxes, difficult,
-                                     out_shape, mean_rgb, seed, **dict(_TRAIN_DEFAULTS, **options))
+                                     out_shape, mean_rgb, seed, **options)

@@ -22,6 +22,10 @@ def random_boxes(rng, g):
     return np.concatenate([yx, yx + hw], axis=1).astype(np.float32)
 
 
+def distortion_uniforms(seeds):
+    return seeds.uniform(aug.DISTORTION_DRAW)
+
+
 class Runner:
     """Builds fn(seed placeholder, *placeholders) once and runs it for many seeds."""
 
@@ -44,7 +48,8 @@ class Runner:
 
 @pytest.fixture(scope="module")
 def sampler_run():
-    return Runner(lambda seeds, boxes: aug.generate_samples(boxes, seeds), (tf.float32, [None, 4]))
+    return Runner(lambda seeds, boxes: aug.generate_samples(boxes, seeds.uniform(aug.sampler_draw_shape())),
+                  (tf.float32, [None, 4]))
 
 
 def test_each_sampler_satisfies_its_constraint(sampler_run):
@@ -86,7 +91,8 @@ def test_samplers_without_boxes_give_only_the_whole_image(sampler_run):
 def test_impossible_constraint_is_never_found():
     tiny = np.array([[0.5, 0.5, 0.51, 0.51]], np.float32)  # IoU with any crop of scale >= 0.3 is < 0.002
     samplers = (aug.BatchSampler(0.3, 1.0, 0.5, 2.0, min_jaccard_overlap=0.1, max_trials=50),)
-    run = Runner(lambda seeds, boxes: aug.generate_samples(boxes, seeds, samplers), (tf.float32, [None, 4]))
+    run = Runner(lambda seeds, boxes: aug.generate_samples(
+        boxes, seeds.uniform(aug.sampler_draw_shape(samplers)), samplers), (tf.float32, [None, 4]))
     for seed in range(10):
         assert not run(seed, tiny)[1].any()
 
@@ -94,7 +100,7 @@ def test_impossible_constraint_is_never_found():
 def test_choose_sample_is_uniform_over_found_candidates():
     crops = np.arange(28, dtype=np.float32).reshape(7, 4)
     found = np.array([True, False, True, True, False, False, True])
-    run = Runner(lambda seeds, c, f: aug.choose_sample(c, f, seeds), (tf.float32, [7, 4]), (tf.bool, [7]))
+    run = Runner(lambda seeds, c, f: aug.choose_sample(c, f, seeds.uniform()), (tf.float32, [7, 4]), (tf.bool, [7]))
     picks = [int(run(seed, crops, found)[0]) // 4 for seed in range(800)]
     counts = np.bincount(picks, minlength=7)
     assert counts[~found].sum() == 0
@@ -136,7 +142,7 @@ def test_crop_boxes_keeps_centres_in_crop_clips_and_stays_aligned():
 
 
 def test_expand_geometry():
-    run = Runner(lambda seeds, size: aug.sample_expand(size, seeds), (tf.int32, [2]))
+    run = Runner(lambda seeds, size: aug.sample_expand(size, seeds.uniform(aug.EXPAND_DRAW)), (tf.int32, [2]))
     expanded = 0
     for seed in range(100):
         (ch, cw), (oy, ox) = run(seed, [375, 500])
@@ -183,10 +189,10 @@ def np_distort(image, order, b=None, c=None, s=1.0, h=0.0):
     return x
 
 
-def test_draw_distortion_draws_caffes_numbers():
+def test_distortion_amounts_are_caffes_numbers():
     """Each step on with its probability, its amount in Caffe's range, neutral when off; both orders."""
     p = aug.DistortionParams()
-    run = Runner(lambda seeds: aug.draw_distortion(seeds, p))
+    run = Runner(lambda seeds: aug.distortion_amounts(distortion_uniforms(seeds), p))
     draws = [run(seed) for seed in range(400)]
     b = np.array([d["brightness"] for d in draws])
     c_before, c_after = np.array([d["contrast_before"] for d in draws]), np.array([d["contrast_after"] for d in draws])
@@ -205,9 +211,10 @@ def test_distort_color_follows_one_of_caffes_two_orders():
     rng = np.random.default_rng(4)
     image = rng.uniform(0, 255, (20, 30, 3)).astype(np.float32)
     always = aug.DistortionParams(brightness_prob=1.0, contrast_prob=1.0, saturation_prob=1.0, hue_prob=1.0)
-    run = Runner(lambda seeds, x: aug.distort_color(x, seeds, always), (tf.float32, [None, None, 3]))
+    run = Runner(lambda seeds, x: aug.distort_color(x, distortion_uniforms(seeds), always),
+                 (tf.float32, [None, None, 3]))
     # The numbers distort_color draws for a seed, drawn again.
-    draws = Runner(lambda seeds: aug.draw_distortion(seeds, always))
+    draws = Runner(lambda seeds: aug.distortion_amounts(distortion_uniforms(seeds), always))
     orders = set()
     for seed in range(40):
         out = run(seed, image)
@@ -223,8 +230,9 @@ def test_distort_color_follows_one_of_caffes_two_orders():
 def test_distort_color_saturation_without_hue():
     image = np.random.default_rng(9).uniform(0, 255, (20, 30, 3)).astype(np.float32)
     params = aug.DistortionParams(brightness_prob=0.0, contrast_prob=0.0, saturation_prob=1.0, hue_prob=0.0)
-    run = Runner(lambda seeds, x: aug.distort_color(x, seeds, params), (tf.float32, [None, None, 3]))
-    draws = Runner(lambda seeds: aug.draw_distortion(seeds, params))
+    run = Runner(lambda seeds, x: aug.distort_color(x, distortion_uniforms(seeds), params),
+                 (tf.float32, [None, None, 3]))
+    draws = Runner(lambda seeds: aug.distortion_amounts(distortion_uniforms(seeds), params))
     for seed in range(5):
         d = draws(seed)
         assert d["brightness"] == 0 and d["hue"] == 0 and d["contrast_before"] == d["contrast_after"] == 1
@@ -236,7 +244,8 @@ def test_distort_color_keeps_pixel_range_and_varies():
     image = rng.uniform(0, 255, (16, 16, 3)).astype(np.float32)
     image[:4] = 255.0
     image[4:8] = 0.0
-    run = Runner(lambda seeds, x: aug.distort_color(x, seeds), (tf.float32, [None, None, 3]))
+    run = Runner(lambda seeds, x: aug.distort_color(x, distortion_uniforms(seeds)),
+                 (tf.float32, [None, None, 3]))
     unchanged = 0
     for seed in range(100):
         out = run(seed, image)
@@ -249,7 +258,8 @@ def test_distort_color_keeps_pixel_range_and_varies():
 def test_no_distortion_when_probabilities_are_zero():
     never = aug.DistortionParams(brightness_prob=0.0, contrast_prob=0.0, saturation_prob=0.0, hue_prob=0.0)
     image = np.random.default_rng(6).uniform(0, 255, (8, 8, 3)).astype(np.float32)
-    run = Runner(lambda seeds, x: aug.distort_color(x, seeds, never), (tf.float32, [None, None, 3]))
+    run = Runner(lambda seeds, x: aug.distort_color(x, distortion_uniforms(seeds), never),
+                 (tf.float32, [None, None, 3]))
     np.testing.assert_array_equal(run(0, image), image)
 
 
@@ -273,7 +283,7 @@ def test_apply_distortion_ends_both_branches_with_then(hsv):
 
 def test_random_resize_uses_every_caffe_interpolation():
     image = np.random.default_rng(7).integers(0, 256, (37, 53, 3)).astype(np.uint8)
-    run = Runner(lambda seeds, x: aug.random_resize(x, [20, 30], seeds), (tf.uint8, [None, None, 3]))
+    run = Runner(lambda seeds, x: aug.random_resize(x, [20, 30], seeds.uniform()), (tf.uint8, [None, None, 3]))
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
         references = sess.run([tf.clip_by_value(tf.cast(tf.image.resize(image, [20, 30], method=m), tf.float32),
                                                 0.0, 255.0) for m in aug.INTERPOLATIONS])

@@ -9,6 +9,7 @@ from PIL import Image
 
 from preprocessing import preprocessing_factory
 from preprocessing import ssd_augmentation as aug
+from preprocessing import ssd_transforms as T
 from preprocessing import ssd_vgg_preprocessing as prep
 
 MEAN = np.array(prep.MEAN_RGB, np.float32)
@@ -202,36 +203,25 @@ def test_factory():
         preprocessing_factory.get_preprocessing("resnet")
 
 
-def test_training_transform_draws_its_scalars_in_one_op(monkeypatch):
-    """The transform's scalar draws come from SeedStream's pool, sized to use it up exactly: one random op
-    for all of them (a per-image pipeline is dominated by small ops), and none drawn one by one."""
-    streams = []
-
-    class Recording(aug.SeedStream):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            streams.append(self)
-
-        def uniform(self, shape=(), minval=0.0, maxval=1.0):
-            if not tuple(shape):
-                assert self._scalars, "a scalar drawn on its own: raise _NUM_SCALARS"
-            return super().uniform(shape, minval, maxval)
-
-    monkeypatch.setattr(aug, "SeedStream", Recording)
+def test_training_transform_draws_each_transforms_numbers_in_one_op():
+    """One random op per draw of a transform (a per-image pipeline is dominated by small ops): Distort,
+    Expand, Resize and Flip draw once, BatchSample twice (its trials, then its choice), nothing one by one."""
     image, boxes, labels, difficult = scene()
-    with tf.Graph().as_default():
+    with tf.Graph().as_default() as graph:
         prep.preprocess_for_train(image, labels, boxes, difficult, (300, 300), seed=3)
-    assert len(streams) == 1 and streams[0]._scalars == []
+    random_ops = [op for op in graph.get_operations() if op.type == "StatelessRandomUniformV2"]
+    assert len(random_ops) == 6
 
 
-def _unpadded_geometry(seeds, size, boxes, labels):
-    """The transform's geometry written out on the boxes as given (no padding, no XLA): the reference for
-    the padded, compiled _draw_geometry."""
-    canvas, offset = aug.sample_expand(size, seeds)
-    crops, found = aug.generate_samples(aug.boxes_to_canvas(boxes, size, canvas, offset), seeds)
-    crop = aug.choose_sample(crops, found, seeds)
-    flip = seeds.bernoulli(0.5)
-    window, content, ok, scale, shift = prep._geometry(crop, canvas, offset, size, tf.constant([300.0, 300.0]))
+def _unpadded_geometry(numbers, size, boxes, labels):
+    """The transform's geometry written out on the boxes as given (no padding, no XLA), with the ops and the
+    numbers of each transform: the reference for the padded, compiled _draw_geometry."""
+    canvas, offset = aug.sample_expand(size, numbers["expand"])
+    trials, choice = numbers["batch_sample"]
+    crops, found = aug.generate_samples(aug.boxes_to_canvas(boxes, size, canvas, offset), trials)
+    crop = aug.choose_sample(crops, found, choice)
+    flip = numbers["flip"] < 0.5
+    window, content, ok, scale, shift = T.Resize((300, 300)).geometry(crop, canvas, offset, size)
     scale = tf.tile(scale * tf.cast(size, tf.float32) / 300.0, [2])
     out_boxes, out_labels = aug.crop_boxes(boxes * scale + tf.tile(shift / 300.0, [2]), labels)
     return window, content, ok, flip, tf.where(flip, aug.flip_boxes(out_boxes), out_boxes), out_labels
@@ -249,14 +239,12 @@ def test_padded_compiled_geometry_equals_the_plain_one(num_boxes):
     with tf.Graph().as_default():
         seed = tf.compat.v1.placeholder(tf.int64, [])
         size = tf.constant([H, W], tf.int32)
-
-        def stream():
-            return aug.SeedStream(tf.stack([seed, tf.constant(3, tf.int64)]), num_scalars=prep._NUM_SCALARS)
-
-        reference = _unpadded_geometry(stream(), size, tf.constant(boxes.reshape(-1, 4)), tf.constant(labels))
+        transforms = T.ssd_transforms((300, 300), prep.MEAN_RGB)
+        numbers = T.Compose(transforms).draw(tf.stack([seed, tf.constant(3, tf.int64)]))
+        reference = _unpadded_geometry(numbers, size, tf.constant(boxes.reshape(-1, 4)), tf.constant(labels))
         window, content, ok, flip, out_boxes, out_labels, _ = prep._train_geometry(
-            tf.constant(boxes.reshape(-1, 4)), tf.constant(labels), tf.constant(labels * 0), size, stream(),
-            aug.SSD_BATCH_SAMPLERS, 0.5, 4.0, 0.5, (300, 300))
+            tf.constant(boxes.reshape(-1, 4)), tf.constant(labels), tf.constant(labels * 0), size, numbers,
+            {type(t): t for t in transforms})
         with tf.compat.v1.Session() as sess:
             kept = 0
             for s in range(30):
@@ -269,16 +257,11 @@ def test_padded_compiled_geometry_equals_the_plain_one(num_boxes):
     assert kept > 0 or num_boxes == 0
 
 
-def test_preset_stream_serves_the_numbers_it_was_given():
-    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        seeds = aug.SeedStream(5, num_scalars=3)
-        taken = seeds.take(2)
-        array = seeds.uniform((2, 3))
-        preset = aug.PresetStream(taken, [array])
-        got = sess.run([taken, array, preset.uniform(), preset.uniform((), 2.0, 4.0), preset.uniform((2, 3))])
-        assert got[2] == got[0][0] and got[3] == pytest.approx(2.0 + 2.0 * got[0][1])
-        np.testing.assert_array_equal(got[4], got[1])
-        with pytest.raises(ValueError, match="no preset draw"):
-            preset.uniform()  # both scalars used
-        with pytest.raises(ValueError, match="left in the pool"):
-            seeds.take(2)  # one scalar left
+def test_a_transform_without_a_fast_path_step_is_refused(monkeypatch):
+    """A transform added to the specification's list must get its step in the fast path too: until then the
+    fast path refuses to run rather than silently leaving it out."""
+    caffe_list = T.ssd_transforms
+    monkeypatch.setattr(T, "ssd_transforms", lambda *a, **k: caffe_list(*a, **k) + [T.Flip(name="second_flip")])
+    image, boxes, labels, difficult = scene()
+    with tf.Graph().as_default(), pytest.raises(NotImplementedError, match="no step"):
+        prep.preprocess_for_train(image, labels, boxes, difficult, (300, 300), seed=3)
