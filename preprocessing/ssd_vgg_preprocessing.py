@@ -32,14 +32,12 @@ import tensorflow as tf
 from preprocessing import ssd_augmentation as aug
 from preprocessing import ssd_transforms as T
 
-MEAN_RGB = (123.0, 117.0, 104.0)
 
-
-def subtract_mean(images, mean_rgb=MEAN_RGB):
+def subtract_mean(images, mean_rgb):
     return tf.cast(images, tf.float32) - tf.constant(mean_rgb, tf.float32)
 
 
-def preprocess_for_eval(images, out_shape, mean_rgb=MEAN_RGB, resize_uint8=True):
+def preprocess_for_eval(images, out_shape, mean_rgb, resize_uint8=True):
     """uint8 or float [H, W, 3] or [B, H, W, 3] RGB in 0..255 -> float32 resized to out_shape, mean-subtracted.
 
     resize_uint8: TensorFlow's ResizeBilinear reads uint8 itself (float32 out, the same values as casting
@@ -179,7 +177,7 @@ def _finish_canvas(image, content, flip, mean_rgb, distort=None, u_distort=None)
     return aug.apply_distortion(image, distort.amounts(u_distort), then=subtract_mean_and_mask)
 
 
-def preprocess_for_train(image, labels, boxes, difficult, out_shape, mean_rgb=MEAN_RGB, seed=None, **options):
+def preprocess_for_train(image, labels, boxes, difficult, out_shape, mean_rgb, seed=None, **options):
     """Caffe SSD training augmentation of one decoded image.
 
     Args:
@@ -201,7 +199,7 @@ def preprocess_for_train(image, labels, boxes, difficult, out_shape, mean_rgb=ME
                                      mean_rgb, seed, **options)
 
 
-def preprocess_encoded_for_train(encoded, height, width, labels, boxes, difficult, out_shape, mean_rgb=MEAN_RGB,
+def preprocess_encoded_for_train(encoded, height, width, labels, boxes, difficult, out_shape, mean_rgb,
                                  seed=None, dct_method="INTEGER_FAST", **options):
     """As preprocess_for_train, from the encoded image file (JPEG or PNG) and its size (height, width).
 

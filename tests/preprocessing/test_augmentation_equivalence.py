@@ -19,14 +19,15 @@ from PIL import Image
 
 from preprocessing import ssd_augmentation as aug
 from preprocessing import ssd_transforms as T
+from nets.ssd_vgg_300 import VGG_MEAN_RGB
 from preprocessing import ssd_vgg_preprocessing as prep
 
 OUT = (48, 64)  # not square: the two axes are not mixed up
-MEAN = np.array(prep.MEAN_RGB, np.float32)
+MEAN = np.array(VGG_MEAN_RGB, np.float32)
 NUM_SEEDS = 60
 GREY = (90, 90, 90)
 COLOURS = [(230, 20, 20), (20, 220, 20), (20, 20, 230), (230, 230, 20)]
-PALETTE = np.array([GREY, *COLOURS, prep.MEAN_RGB], np.float32) - MEAN  # every flat colour of an output
+PALETTE = np.array([GREY, *COLOURS, VGG_MEAN_RGB], np.float32) - MEAN  # every flat colour of an output
 # Samplers that all need an IoU of at least 0.9 with a box (no whole-image sampler): with a tiny box no
 # sampler ever finds a crop, and Caffe keeps the whole (expanded) image.
 NO_CROP_SAMPLERS = (aug.BatchSampler(0.3, 1.0, 0.5, 2.0, min_jaccard_overlap=0.9, max_trials=50),)
@@ -74,15 +75,15 @@ class Pair:
         with self.graph.as_default():
             self.seed = tf.compat.v1.placeholder(tf.int64, [2])
             if encoded is None:
-                self.fused = prep.preprocess_for_train(image, labels, boxes, difficult, OUT, seed=self.seed, **options)
+                self.fused = prep.preprocess_for_train(image, labels, boxes, difficult, OUT, VGG_MEAN_RGB, seed=self.seed, **options)
             else:
                 data = io.BytesIO()
                 Image.fromarray(image).save(data, encoded)
                 self.fused = prep.preprocess_encoded_for_train(data.getvalue(), image.shape[0], image.shape[1], labels,
-                                                               boxes, difficult, OUT, seed=self.seed, **options)
-            self.reference = T.reference_preprocess_for_train(image, labels, boxes, difficult, OUT, prep.MEAN_RGB,
+                                                               boxes, difficult, OUT, VGG_MEAN_RGB, seed=self.seed, **options)
+            self.reference = T.reference_preprocess_for_train(image, labels, boxes, difficult, OUT, VGG_MEAN_RGB,
                                                               seed=self.seed, **options)
-            self.undistorted = T.reference_preprocess_for_train(image, labels, boxes, difficult, OUT, prep.MEAN_RGB,
+            self.undistorted = T.reference_preprocess_for_train(image, labels, boxes, difficult, OUT, VGG_MEAN_RGB,
                                                                 seed=self.seed, **dict(options, distortion=None))
         self.sess = tf.compat.v1.Session(graph=self.graph)
         self.labels = labels

@@ -10,9 +10,10 @@ from PIL import Image
 from preprocessing import preprocessing_factory
 from preprocessing import ssd_augmentation as aug
 from preprocessing import ssd_transforms as T
+from nets.ssd_vgg_300 import VGG_MEAN_RGB
 from preprocessing import ssd_vgg_preprocessing as prep
 
-MEAN = np.array(prep.MEAN_RGB, np.float32)
+MEAN = np.array(VGG_MEAN_RGB, np.float32)
 H, W = 375, 500
 BACKGROUND = (90, 90, 90)
 # Non-overlapping coloured rectangles, pixel rows/cols [y0, y1) x [x0, x1); label i + 1.
@@ -41,7 +42,7 @@ class TrainRunner:
             self.boxes = tf.compat.v1.placeholder(tf.float32, [None, 4])
             self.difficult = tf.compat.v1.placeholder(tf.int64, [None])
             self.out = prep.preprocess_for_train(self.image, self.labels, self.boxes, self.difficult, (300, 300),
-                                                 seed=self.seed, **options)
+                                                 VGG_MEAN_RGB, seed=self.seed, **options)
         self.sess = tf.compat.v1.Session(graph=self.graph)
 
     def __call__(self, seed, image, labels, boxes, difficult):
@@ -159,10 +160,10 @@ def test_encoded_input_equals_decoded_input(fmt):
         decoded = tf.io.decode_image(data, channels=3, expand_animations=False)
         if fmt == "JPEG":
             decoded = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
-        a = prep.preprocess_for_train(decoded, labels, boxes, difficult, (300, 300), seed=seed)
+        a = prep.preprocess_for_train(decoded, labels, boxes, difficult, (300, 300), VGG_MEAN_RGB, seed=seed)
         # The size as a run-time value, as in the other path (constant folding may round differently).
         size = tf.compat.v1.placeholder(tf.int32, [2])
-        b = prep.preprocess_encoded_for_train(data, size[0], size[1], labels, boxes, difficult, (300, 300),
+        b = prep.preprocess_encoded_for_train(data, size[0], size[1], labels, boxes, difficult, (300, 300), VGG_MEAN_RGB,
                                               seed=seed, dct_method="INTEGER_ACCURATE")
         for s in range(15):
             ra, rb = sess.run([a, b], {seed: [s, 0], size: [H, W]})
@@ -177,7 +178,7 @@ def test_encoded_input_equals_decoded_input(fmt):
 def test_eval_preprocessing_matches_opencv_linear_resize():
     image, _, _, _ = scene()
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        out = sess.run(prep.preprocess_for_eval(image, (300, 300)))
+        out = sess.run(prep.preprocess_for_eval(image, (300, 300), VGG_MEAN_RGB))
     expected = cv2.resize(image.astype(np.float32), (300, 300), interpolation=cv2.INTER_LINEAR) - MEAN
     np.testing.assert_allclose(out, expected, atol=0.05)
 
@@ -188,8 +189,8 @@ def test_eval_preprocessing_of_uint8_equals_that_of_its_float_values():
     for shape in ((2, 180, 320, 3), (1, 120, 90, 3)):
         images = rng.integers(0, 256, shape, dtype=np.uint8)
         with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-            ours, floats = sess.run([prep.preprocess_for_eval(images, (300, 300)),
-                                     prep.preprocess_for_eval(images.astype(np.float32), (300, 300))])
+            ours, floats = sess.run([prep.preprocess_for_eval(images, (300, 300), VGG_MEAN_RGB),
+                                     prep.preprocess_for_eval(images.astype(np.float32), (300, 300), VGG_MEAN_RGB)])
         assert ours.dtype == np.float32
         np.testing.assert_array_equal(ours, floats)
 
@@ -208,7 +209,7 @@ def test_training_transform_draws_each_transforms_numbers_in_one_op():
     Expand, Resize and Flip draw once, BatchSample twice (its trials, then its choice), nothing one by one."""
     image, boxes, labels, difficult = scene()
     with tf.Graph().as_default() as graph:
-        prep.preprocess_for_train(image, labels, boxes, difficult, (300, 300), seed=3)
+        prep.preprocess_for_train(image, labels, boxes, difficult, (300, 300), VGG_MEAN_RGB, seed=3)
     random_ops = [op for op in graph.get_operations() if op.type == "StatelessRandomUniformV2"]
     assert len(random_ops) == 6
 
@@ -239,7 +240,7 @@ def test_padded_compiled_geometry_equals_the_plain_one(num_boxes):
     with tf.Graph().as_default():
         seed = tf.compat.v1.placeholder(tf.int64, [])
         size = tf.constant([H, W], tf.int32)
-        transforms = T.ssd_transforms((300, 300), prep.MEAN_RGB)
+        transforms = T.ssd_transforms((300, 300), VGG_MEAN_RGB)
         numbers = T.Compose(transforms).draw(tf.stack([seed, tf.constant(3, tf.int64)]))
         reference = _unpadded_geometry(numbers, size, tf.constant(boxes.reshape(-1, 4)), tf.constant(labels))
         window, content, ok, flip, out_boxes, out_labels, _ = prep._train_geometry(
@@ -264,4 +265,4 @@ def test_a_transform_without_a_fast_path_step_is_refused(monkeypatch):
     monkeypatch.setattr(T, "ssd_transforms", lambda *a, **k: caffe_list(*a, **k) + [T.Flip(name="second_flip")])
     image, boxes, labels, difficult = scene()
     with tf.Graph().as_default(), pytest.raises(NotImplementedError, match="no step"):
-        prep.preprocess_for_train(image, labels, boxes, difficult, (300, 300), seed=3)
+        prep.preprocess_for_train(image, labels, boxes, difficult, (300, 300), VGG_MEAN_RGB, seed=3)
