@@ -59,7 +59,8 @@ class Detector:
     classes [K]); detect_batch(images uint8 [B, H, W, 3], all of one size) -> list of such dicts.
 
     session_config: a ConfigProto (inference/session_options.py); graph_rewrites(config) may edit it in place.
-    optimize: run optimized_graph_def()'s graph instead (frozen, Winograd convolutions on CPUs, XLA): on the
+    optimize: run optimized_graph_def()'s graph instead (frozen, batch norms folded; Winograd convolutions on
+    CPUs and XLA, except for networks with depthwise convolutions, where XLA does not pay): on the
     2-core AVX2 reference machine 2-3x faster than the plain graph; XLA compiles on the first run of each
     batch shape (20-30 s for SSD-300), and raw() / end_points are served from the same frozen graph.
     batch_size: a static batch size for the images placeholder (None: any); nms: the post-processing's
