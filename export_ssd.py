@@ -52,7 +52,8 @@ def parse_args(argv):
     parser.add_argument("--model_name", default=None, help="expected model name (checked against the config)")
     flags.add_post_processing_flags(parser)
     parser.add_argument("--optimize", action="store_true",
-                        help="saved_model: export the optimised CPU graph (frozen, Winograd convolutions, XLA)")
+                        help="saved_model: export the optimised CPU graph (frozen, batch norms folded; Winograd + XLA "
+                             "unless the network has depthwise convolutions)")
     parser.add_argument("--precision", default="float32", help="tflite: float32 (default) or int8")
     parser.add_argument("--calibration_dataset_dir", default=None, help="int8: TFRecords to calibrate on")
     parser.add_argument("--calibration_dataset_name", default="voc_custom", help="int8: dataset_factory name")
@@ -70,7 +71,7 @@ def parse_args(argv):
             raise ConfigError("--precision=int8", "needs --calibration_dataset_dir and --calibration_split")
         flags.check_at_least(args, num_calibration_images=1)
     if args.optimize and args.format != "saved_model":
-        raise ConfigError("--optimize", "only with --format=saved_model (its graph is compiled by XLA)")
+        raise ConfigError("--optimize", "only with --format=saved_model (its graph may be compiled by XLA)")
     flags.check_post_processing(args)
     if os.path.exists(args.output_dir) and (not os.path.isdir(args.output_dir) or os.listdir(args.output_dir)):
         raise ConfigError(args.output_dir, "already exists and is not an empty folder")

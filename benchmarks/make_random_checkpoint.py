@@ -2,10 +2,12 @@
 
     python benchmarks/make_random_checkpoint.py --model_name=ssdlite_320_mobilenet_v2 --output_dir=/tmp/ssdlite
 
-Speed does not depend on the weights, but comparing runtimes' detections does: networks whose class heads
-start at zero give every anchor the same score, and ties make "the same top-100" meaningless. So the heads'
-weights (the variables under a *_box scope) are drawn again from a normal distribution (--head_stddev), which
-spreads the scores out; every anchor still passes the 0.01 threshold, so NMS gets its full top_k work.
+Speed does not depend on the weights, but comparing runtimes' detections does, and so does the NMS's work:
+a fresh batch norm network's activations vanish layer by layer (unit moving variance against small inputs),
+every anchor gets the same score, and ties make "the same top-100" meaningless. So batch norm layers get
+random statistics and offsets (mean and beta ~ N(0, 0.5), variance and gamma ~ U(0.5, 2)), which keep the
+activations O(1), and the heads' weights (the variables under a *_box scope) are drawn from N(0,
+--head_stddev), which spreads the scores out.
 """
 import os
 import sys
@@ -30,8 +32,13 @@ def main(argv=None):
 
     def random_heads(session, model, variables):
         for v in variables:
-            if args.head_stddev and "_box/" in v.op.name and v.op.name.endswith("weights"):
-                v.load(rng.normal(0.0, args.head_stddev, v.shape.as_list()).astype(np.float32), session)
+            name, shape = v.op.name, v.shape.as_list()
+            if name.endswith(("moving_mean", "BatchNorm/beta")):
+                v.load(rng.normal(0, 0.5, shape).astype(np.float32), session)
+            elif name.endswith(("moving_variance", "BatchNorm/gamma")):
+                v.load(rng.uniform(0.5, 2.0, shape).astype(np.float32), session)
+            elif args.head_stddev and "_box/" in name and name.endswith("weights"):
+                v.load(rng.normal(0.0, args.head_stddev, shape).astype(np.float32), session)
 
     from datasets.voc_classes import VOC_CLASSES
     names = list(VOC_CLASSES) if args.num_classes == 21 else [f"class_{i}" for i in range(1, args.num_classes)]

@@ -41,8 +41,10 @@ def scope_name(layer_name):
 class _Blob:
     """A tensor and `perm`: tensor axis i holds Caffe axis perm[i] (NHWC storage of NCHW is (0, 2, 3, 1))."""
 
-    def __init__(self, tensor, perm):
+    def __init__(self, tensor, perm, normalized=None):
         self.tensor, self.perm = tensor, tuple(perm)
+        # A BatchNorm's output: (its input, mean, variance, eps), so that a Scale after it becomes one op.
+        self.normalized = normalized
 
     def to(self, perm):
         perm = tuple(perm)
@@ -91,7 +93,7 @@ def _convolution(layer, ins, in_shapes, out_shapes):
         y = tf.concat([_conv(a, b, stride, dilation)
                        for a, b in zip(tf.split(x, group, axis=3), tf.split(w, group, axis=3))], axis=3)
     if bias_term:
-        y = y + _variable("biases", [num_output])
+        y = tf.nn.bias_add(y, _variable("biases", [num_output]))  # BiasAdd: fused with the convolution
     return [_Blob(y, _NHWC)]
 
 
@@ -117,20 +119,48 @@ def _pooling(layer, ins, in_shapes, out_shapes):
     return [_Blob(y, _NHWC)]
 
 
+def _affine(x, scale, offset, mean, variance, epsilon):
+    """scale (x - mean) / sqrt(variance + epsilon) + offset per channel of an NHWC tensor, as one inference-mode
+    FusedBatchNormV3 (the raw op: the Python wrapper raises epsilon to cuDNN's 1.001e-5), which
+    inference/fold_batch_norm.py folds into the convolution before it."""
+    return tf.raw_ops.FusedBatchNormV3(x=x, scale=scale, offset=offset, mean=mean, variance=variance,
+                                       epsilon=epsilon, data_format="NHWC", is_training=False)[0]
+
+
+def _filled(n, value):
+    """A Const (not tf.ones' Fill op, which the batch norm folding cannot read as a constant)."""
+    return tf.constant(np.full([n], value, np.float32))
+
+
 def _batch_norm(layer, ins, in_shapes, out_shapes):
     c, b = in_shapes[0][1], ins[0]
-    mean = tf.reshape(_variable("moving_mean", [c], trainable=False), b.channel_shape())
-    var = tf.reshape(_variable("moving_variance", [c], trainable=False), b.channel_shape())
-    return [_Blob((b.tensor - mean) / tf.sqrt(var + layer.param.batch_norm_param.eps), b.perm)]
+    mean, var = _variable("moving_mean", [c], trainable=False), _variable("moving_variance", [c], trainable=False)
+    eps = layer.param.batch_norm_param.eps
+    if b.perm == _NHWC:
+        return [_Blob(_affine(b.tensor, _filled(c, 1.0), _filled(c, 0.0), mean, var, eps), b.perm,
+                      normalized=(b.tensor, mean, var, eps))]
+    shape = b.channel_shape()
+    return [_Blob((b.tensor - tf.reshape(mean, shape)) / tf.sqrt(tf.reshape(var, shape) + eps), b.perm)]
 
 
 def _scale(layer, ins, in_shapes, out_shapes):
     b, sp = ins[0], layer.param.scale_param
     shape = [] if sp.num_axes == 0 else [in_shapes[0][1]]
+    gamma = _variable("gamma", shape)
+    beta = _variable("beta", shape) if sp.bias_term else None
+    if sp.num_axes != 0 and b.perm == _NHWC:  # per channel: gamma x + beta as one foldable affine op
+        c = in_shapes[0][1]
+        offset = beta if beta is not None else _filled(c, 0.0)
+        if b.normalized is not None:
+            # BatchNorm then Scale (Caffe's pair): one batch norm of the BatchNorm's input, which grappler fuses
+            # with the convolution before it and inference/fold_batch_norm.py folds into it.
+            x, mean, var, eps = b.normalized
+            return [_Blob(_affine(x, gamma, offset, mean, var, eps), b.perm)]
+        return [_Blob(_affine(b.tensor, gamma, offset, _filled(c, 0.0), _filled(c, 1.0), 0.0), b.perm)]
     bshape = [] if sp.num_axes == 0 else b.channel_shape()
-    y = b.tensor * tf.reshape(_variable("gamma", shape), bshape)
-    if sp.bias_term:
-        y = y + tf.reshape(_variable("beta", shape), bshape)
+    y = b.tensor * tf.reshape(gamma, bshape)
+    if beta is not None:
+        y = y + tf.reshape(beta, bshape)
     return [_Blob(y, b.perm)]
 
 

@@ -62,7 +62,8 @@ class Detector:
     optimize: run optimized_graph_def()'s graph instead (frozen, batch norms folded; Winograd convolutions on
     CPUs and XLA, except for networks with depthwise convolutions, where XLA does not pay): on the
     2-core AVX2 reference machine 2-3x faster than the plain graph; XLA compiles on the first run of each
-    batch shape (20-30 s for SSD-300), and raw() / end_points are served from the same frozen graph.
+    batch shape (20-30 s for SSD-300), raw() is served from the same frozen graph, and end_points only by the
+    plain one.
     batch_size: a static batch size for the images placeholder (None: any); nms: the post-processing's
     formulation (post_processing.select_detections; exports to runtimes without a combined NMS use
     "per_class", which needs batch_size); portable: a graph for the ONNX and TFLite converters (the images
@@ -93,9 +94,10 @@ class Detector:
         self.detection_fetches = {k: self.outputs[k] for k in ("boxes", "scores", "classes", "num_detections")}
 
     def _optimize(self, session_config):
-        """Replaces graph and session by the frozen graph, Winograd convolutions on CPUs, compiled by XLA."""
+        """Replaces graph and session by the optimised frozen graph. The network's end_points are not kept: a
+        layer output that stays fetchable cannot be folded away (a Caffe network lists every blob, so its
+        BatchNorm and Scale layers would stay unfolded)."""
         tensors = {k: v for k, v in self.outputs.items() if isinstance(v, tf.Tensor)}
-        tensors.update({"end_points/" + k: v for k, v in self.outputs["end_points"].items()})
         graph_def = optimized_graph_def(self.session, self.graph, list(tensors.values()))
         graph = tf.Graph()
         with graph.as_default():
@@ -104,9 +106,8 @@ class Detector:
         self.graph = graph
         self.session = tf.compat.v1.Session(graph=graph, config=session_config)
         self.images = graph.get_tensor_by_name(self.images.name)
-        new = {k: graph.get_tensor_by_name(v.name) for k, v in tensors.items()}
-        self.outputs = {k: v for k, v in new.items() if not k.startswith("end_points/")}
-        self.outputs["end_points"] = {k[len("end_points/"):]: v for k, v in new.items() if k.startswith("end_points/")}
+        self.outputs = {k: graph.get_tensor_by_name(v.name) for k, v in tensors.items()}
+        self.outputs["end_points"] = {}
 
     @property
     def class_names(self):

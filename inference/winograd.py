@@ -123,10 +123,14 @@ def default_policy(input_shape, kernel_shape, large_maps=True):
 
 
 def const_value(nodes, name):
-    """The NumPy value of a Const node, following Identity nodes; None for anything else."""
+    """The NumPy value of a Const node, following Identity nodes and Reshapes of a constant to a constant
+    shape (a depthwise kernel stored in Caffe's layout); None for anything else."""
     node = nodes.get(name.lstrip("^").split(":")[0])
     while node is not None and node.op == "Identity":
         node = nodes.get(node.input[0].split(":")[0])
+    if node is not None and node.op == "Reshape":
+        value, shape = const_value(nodes, node.input[0]), const_value(nodes, node.input[1])
+        return None if value is None or shape is None else value.reshape(shape)
     if node is None or node.op != "Const":
         return None
     return tensor_util.MakeNdarray(node.attr["value"].tensor)

@@ -148,6 +148,43 @@ def test_folding_into_the_convolution_gives_the_same_outputs(x, depthwise):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_a_chain_of_affine_maps_after_a_biased_convolution_folds_into_it(x, depthwise):
+    """Caffe's Convolution (with bias) -> BatchNorm -> Scale, as caffe_converter/caffe_ssd.py builds it: BiasAdd
+    then two inference-mode FusedBatchNormV3 (the second with mean 0, variance 1, epsilon 0), all folded into
+    one convolution and one BiasAdd, against the unfolded graph."""
+    rng = np.random.default_rng(2)
+    c = 6
+    with tf.Graph().as_default() as graph:
+        inputs = tf.compat.v1.placeholder(tf.float32, [None, 5, 6, 3], name="images")
+        if depthwise:
+            y = tf.nn.depthwise_conv2d(inputs, tf.constant(rng.normal(size=(3, 3, 3, 2)), tf.float32),
+                                       [1, 1, 1, 1], "VALID")
+        else:
+            y = tf.nn.conv2d(inputs, tf.constant(rng.normal(size=(3, 3, 3, c)), tf.float32), 1, "VALID")
+        y = tf.nn.bias_add(y, tf.constant(rng.normal(size=c), tf.float32))
+        const = lambda v: tf.constant(v, tf.float32)  # noqa: E731
+        y = tf.raw_ops.FusedBatchNormV3(x=y, scale=const(np.ones(c)), offset=const(np.zeros(c)),
+                                        mean=const(rng.normal(size=c)), variance=const(rng.uniform(0.5, 2, c)),
+                                        epsilon=1e-5, is_training=False)[0]
+        y = tf.raw_ops.FusedBatchNormV3(x=y, scale=const(rng.uniform(0.5, 2, c)), offset=const(rng.normal(size=c)),
+                                        mean=const(np.zeros(c)), variance=const(np.ones(c)), epsilon=0.0,
+                                        is_training=False)[0]
+        out = tf.identity(tf.nn.relu(y), name="out")
+        with tf.compat.v1.Session() as sess:
+            expected = sess.run(out, {inputs: x})
+            frozen = tf.compat.v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), ["out"])
+    folded, names = fold_batch_norm.fold_batch_norms(frozen, keep=["out"])
+    assert len(names) == 2
+    ops = [n.op for n in folded.node if n.op not in ("Const", "Placeholder", "Identity")]
+    assert sorted(ops) == sorted(["DepthwiseConv2dNative" if depthwise else "Conv2D", "BiasAdd", "Relu"])
+    with tf.Graph().as_default():
+        tf.graph_util.import_graph_def(folded, name="")
+        with tf.compat.v1.Session() as sess:
+            got = sess.run("out:0", {"images:0": x})
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.slow
 def test_optimized_detector_folds_batch_norm_and_detects_what_the_plain_one_does(tmp_path):
     """export / --optimize path (inference/graph_optimization.py): every batch norm of an SSDLite
