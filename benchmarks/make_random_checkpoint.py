@@ -19,7 +19,7 @@ from cli import flags  # noqa: E402
 
 def main(argv=None):
     import numpy as np
-    from training.checkpoints import save_initial_model
+    from training.checkpoints import random_batch_norm_statistics, save_initial_model
     p = flags.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_name", required=True, choices=flags.model_names())
     p.add_argument("--output_dir", required=True)
@@ -28,17 +28,7 @@ def main(argv=None):
     p.add_argument("--head_stddev", type=float, default=0.05, help="0: keep the heads' own initialisation")
     args = p.parse_args(argv)
     flags.check_at_least(args, num_classes=2, head_stddev=0.0)
-    rng = np.random.default_rng(args.seed)
-
-    def random_heads(session, model, variables):
-        for v in variables:
-            name, shape = v.op.name, v.shape.as_list()
-            if name.endswith(("moving_mean", "BatchNorm/beta")):
-                v.load(rng.normal(0, 0.5, shape).astype(np.float32), session)
-            elif name.endswith(("moving_variance", "BatchNorm/gamma")):
-                v.load(rng.uniform(0.5, 2.0, shape).astype(np.float32), session)
-            elif args.head_stddev and "_box/" in name and name.endswith("weights"):
-                v.load(rng.normal(0.0, args.head_stddev, shape).astype(np.float32), session)
+    random_heads = random_batch_norm_statistics(np.random.default_rng(args.seed), args.head_stddev)
 
     from datasets.voc_classes import VOC_CLASSES
     names = list(VOC_CLASSES) if args.num_classes == 21 else [f"class_{i}" for i in range(1, args.num_classes)]

@@ -11,6 +11,7 @@ import glob
 import logging
 import os
 
+import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.python.training import checkpoint_state_pb2
@@ -157,3 +158,20 @@ def save_initial_model(directory, model_name="ssd_300_vgg_lite", class_names=VOC
     if write_config:
         model_config.save_model_config(str(directory), config)
     return prefix
+
+
+def random_batch_norm_statistics(rng, head_stddev=0.0):
+    """load_values for save_initial_model: random batch norm statistics and offsets (moving mean and beta from
+    N(0, 0.5), moving variance and gamma from U(0.5, 2)), so that a fresh batch norm network's activations do not
+    vanish layer by layer and its scores do not all tie; head_stddev > 0 also draws the heads' weights (the
+    variables under a *_box scope) from N(0, head_stddev). rng: a NumPy Generator."""
+    def load(session, model, variables):
+        for v in variables:
+            name, shape = v.op.name, v.shape.as_list()
+            if name.endswith(("moving_mean", "BatchNorm/beta")):
+                v.load(rng.normal(0, 0.5, shape).astype(np.float32), session)
+            elif name.endswith(("moving_variance", "BatchNorm/gamma")):
+                v.load(rng.uniform(0.5, 2.0, shape).astype(np.float32), session)
+            elif head_stddev and "_box/" in name and name.endswith("weights"):
+                v.load(rng.normal(0.0, head_stddev, shape).astype(np.float32), session)
+    return load

@@ -9,27 +9,17 @@ import pytest
 from inference import exports, runtimes
 from inference.detector import Detector
 from nets import nets_factory
-from training.checkpoints import save_initial_model
+from training.checkpoints import random_batch_norm_statistics, save_initial_model
 
 
 @pytest.fixture(scope="module")
 def ssdlite_checkpoint(tmp_path_factory):
     config = nets_factory.default_config("ssdlite_320_mobilenet_v2", class_names=["a", "b", "c"])
     config["params"]["depth_multiplier"] = 0.35
-    rng = np.random.default_rng(7)
-
-    def random_statistics(sess, model, variables):
-        # Random statistics and offsets keep the activations O(1) through the network, so every output
-        # depends on the batch norms (a fresh network's activations vanish: every score would tie).
-        for v in variables:
-            name, shape = v.op.name, v.shape.as_list()
-            if name.endswith(("moving_mean", "BatchNorm/beta")):
-                v.load(rng.normal(0, 0.5, shape).astype(np.float32), sess)
-            elif name.endswith(("moving_variance", "BatchNorm/gamma")):
-                v.load(rng.uniform(0.5, 2.0, shape).astype(np.float32), sess)
-
+    # Random statistics and offsets keep the activations O(1) through the network, so every output depends on
+    # the batch norms (a fresh network's activations vanish: every score would tie).
     out = str(tmp_path_factory.mktemp("ssdlite"))
-    save_initial_model(out, config=config, seed=3, load_values=random_statistics)
+    save_initial_model(out, config=config, seed=3, load_values=random_batch_norm_statistics(np.random.default_rng(7)))
     return out
 
 

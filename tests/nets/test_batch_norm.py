@@ -192,20 +192,11 @@ def test_optimized_detector_folds_batch_norm_and_detects_what_the_plain_one_does
     from nets import nets_factory
     from inference.detector import Detector
     from tests.inference.test_winograd import _matched
-    from training.checkpoints import save_initial_model
+    from training.checkpoints import random_batch_norm_statistics, save_initial_model
     config = nets_factory.default_config("ssdlite_320_mobilenet_v2", class_names=["a", "b", "c"])
     config["params"]["depth_multiplier"] = 0.35
     rng = np.random.default_rng(2)
-
-    def random_statistics(sess, model, variables):
-        for v in variables:
-            name, shape = v.op.name, v.shape.as_list()
-            if name.endswith(("moving_mean", "BatchNorm/beta")):
-                v.load(rng.normal(0, 0.5, shape).astype(np.float32), sess)
-            elif name.endswith(("moving_variance", "BatchNorm/gamma")):
-                v.load(rng.uniform(0.5, 2.0, shape).astype(np.float32), sess)
-
-    save_initial_model(str(tmp_path), config=config, seed=1, load_values=random_statistics)
+    save_initial_model(str(tmp_path), config=config, seed=1, load_values=random_batch_norm_statistics(rng))
     images = rng.integers(0, 256, (2, 240, 320, 3), dtype=np.uint8)
     with Detector(str(tmp_path), keep_top_k=50) as plain:
         expected = plain.detect_batch(images)
