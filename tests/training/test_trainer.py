@@ -79,7 +79,7 @@ def test_sigterm_saves_and_a_resumed_run_ends_where_an_uninterrupted_one_does(re
 
     def stop_at_two(step, values):
         if step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)  # to this (the main) thread: native libraries loaded by earlier tests run threads of their own
 
     first = run(tmp_path, 100, model, config, on_step=stop_at_two)
     assert (first.step, first.stopped_by) == (2, "signal SIGTERM")
