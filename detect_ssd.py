@@ -57,9 +57,10 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if (args.checkpoint_path is None) == (args.model is None):
         raise ConfigError("--checkpoint_path", "give either --checkpoint_path or --model")
-    if args.model and flags.post_processing_overrides(args):
-        name = next(iter(flags.post_processing_overrides(args)))
-        raise ConfigError(f"--{name}", "an export keeps the post-processing it was exported with (export_ssd.py)")
+    given = flags.post_processing_overrides(args)
+    if args.model and given:
+        raise ConfigError(f"--{next(iter(given))}", "an export keeps the post-processing it was exported with "
+                                                   "(export_ssd.py)")
     if sum(v is not None for v in (args.image, args.video, args.camera)) != 1:
         raise ConfigError("--image", "give exactly one of --image, --video and --camera")
     stream = args.image is None
