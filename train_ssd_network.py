@@ -68,6 +68,9 @@ def parse_args(argv):
     g("--seed", type=int, default=None, help="fixed initial weights, input order and augmentation (slower)")
     g("--num_preprocessing_threads", type=int, default=None, help="parallel input calls (default: autotune)")
     g("--num_summary_images", type=int, default=3, help="training images with boxes in each summary")
+    g("--precision", default="float32", choices=("float32", "bf16"),
+      help="bf16: convolutions and their gradients in bfloat16, variables and updates float32 (grappler's "
+           "oneDNN rewrite, common/precision.py); about 2x faster on CPUs with AVX512_BF16 or AMX")
     g("--distribution", default="auto", choices=("auto", "mirrored", "multi_worker"),
       help="tf.distribute strategy; auto: multi_worker when TF_CONFIG names several workers, else mirrored")
     g("--num_clones", type=int, default=0, help="replicas on this machine: the first N GPUs (0: all GPUs)")
@@ -162,6 +165,7 @@ def main(argv=None):
     import tensorflow as tf
     tf.get_logger().setLevel(logging.ERROR)  # TF's deprecation notices about its own v1 code paths
     warnings.filterwarnings("ignore", module="tensorflow")
+    from common.precision import apply_precision
     from datasets import input_pipeline
     from nets import model_config, nets_factory
     from training import checkpoint_init, distribution, optimizers, trainer
@@ -185,7 +189,11 @@ def main(argv=None):
         if len(gpus) < args.num_clones:
             raise ConfigError("--num_clones", f"{args.num_clones} replicas asked, {len(gpus)} GPUs visible")
         devices = gpus[:args.num_clones]
-    dist = distribution.make_distribution(args.distribution, devices)
+    session_config = apply_precision(tf.compat.v1.ConfigProto(allow_soft_placement=True), args.precision,
+                                     name="--precision")
+    dist = distribution.make_distribution(args.distribution, devices, session_config=session_config)
+    if args.precision != "float32":
+        dist.description += f"; {args.precision} mixed precision"
 
     decay_steps = optimizers.decay_steps_from_epochs(dataset.num_samples, args.batch_size,
                                                      args.num_epochs_per_decay)

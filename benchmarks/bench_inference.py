@@ -8,9 +8,11 @@ Runtime, OpenVINO and LiteRT, in the same process.
         [--compare_opencv PROTOTXT CAFFEMODEL] [--runtime=tf,onnxruntime,openvino,tflite,tflite_int8] [--smoke]
 
 --optimize runs the Detector's optimised graph (frozen, Winograd F(4x4, 3x3) convolutions on CPUs, compiled by
-XLA; see inference/graph_optimization.py), the fast path. The graph and the session are built once
-(inference/detector.py); every timed run feeds a batch of uint8
-RGB images at the network's input size (image decoding excluded; the in-graph resize and mean subtraction,
+XLA except for networks with depthwise convolutions; see inference/graph_optimization.py), the fast path.
+--precision=bf16 runs grappler's oneDNN bfloat16 rewrite on the plain graph, or with --optimize on a graph that
+XLA does not compile (the depthwise networks: SSDLite, MobileNet-SSD); the JSON line then gives
+"float32_agreement", the share of the float32 graph's top-100 detections kept. The graph and the session are
+built once (inference/detector.py); every timed run feeds a batch of uint8 RGB images at the network's input size (image decoding excluded; the in-graph resize and mean subtraction,
 and OpenCV's blobFromImages, included) and fetches the final detections. With --compare_opencv the two
 runtimes alternate batch by batch on the same images, so both see the same machine load, and OpenCV gets the
 same number of threads. Prints one JSON line: images per second and milliseconds per batch (median over the
@@ -74,9 +76,6 @@ def parse_args(argv):
         args.batch_size, args.num_batches, args.warmup_batches = 1, 1, 0
     if args.batch_size < 1 or args.num_batches < 1 or args.warmup_batches < 0:
         parser.error("--batch_size and --num_batches must be >= 1, --warmup_batches >= 0")
-    if args.precision == "bf16" and args.optimize:
-        # The oneDNN bfloat16 rewrite targets TensorFlow's own kernels, not the XLA clusters of --optimize.
-        parser.error("--precision=bf16 runs the plain graph: leave out --optimize")
     return args
 
 
@@ -205,6 +204,7 @@ def run(args):
     import numpy as np
     import tensorflow as tf
     from inference import session_options
+    from common.errors import ConfigError
     from inference.detector import Detector
     runtimes_unpad = Detector.detections
 
@@ -215,6 +215,13 @@ def run(args):
     start = time.perf_counter()
     det = Detector(args.checkpoint_path, args.model_name, session_config=config, optimize=args.optimize)
     build_seconds = time.perf_counter() - start
+    if args.precision == "bf16" and args.optimize and any(
+            node.attr["_XlaCompile"].b for node in det.graph.as_graph_def().node):
+        # The oneDNN bfloat16 rewrite targets TensorFlow's own kernels, not XLA clusters; --optimize compiles
+        # with XLA except for networks with depthwise convolutions (graph_optimization.uses_xla).
+        det.close()
+        raise ConfigError("--precision=bf16", f"{det.model.name}'s --optimize graph is compiled by XLA, which "
+                          "the bfloat16 rewrite does not reach: leave out --optimize")
     images = _images(args, det.model.image_size)
     fetch, feed = det.detection_fetches, {det.images: images}
 

@@ -1,7 +1,7 @@
 """Training throughput (images/s) of the SSD training step, on whatever device this machine has.
 
     python benchmarks/bench_train.py [--models=ssd_300_vgg,ssd_300_vgg_lite] [--batch_size=8]
-        [--num_steps=5] [--warmup_steps=2] [--pipeline] [--optimizer=momentum] [--smoke]
+        [--num_steps=5] [--warmup_steps=2] [--pipeline] [--optimizer=momentum] [--precision=float32|bf16] [--smoke]
 
 For each model, the graph of train_ssd_network.py (training/trainer.build_train_graph: forward, Caffe
 MultiBox loss with hard negative mining, weight decay, backward, optimiser update, under MirroredStrategy
@@ -31,6 +31,8 @@ def parse_args(argv):
     p.add_argument("--num_steps", type=int, default=5, help="timed steps")
     p.add_argument("--warmup_steps", type=int, default=2, help="untimed steps first")
     p.add_argument("--optimizer", default="momentum", help="see training/optimizers.py")
+    p.add_argument("--precision", default="float32", choices=("float32", "bf16"),
+                   help="train_ssd_network.py's --precision (bf16: common/precision.py)")
     p.add_argument("--pipeline", action="store_true", help="also time with the TFRecord input pipeline")
     p.add_argument("--num_records", type=int, default=64, help="images written for --pipeline")
     p.add_argument("--smoke", action="store_true", help="lite model, batch 2, one step each (for tests)")
@@ -96,7 +98,10 @@ def time_training(model, input_fn, args):
 
     options = trainer.TrainOptions(train_dir="unused", batch_size=args.batch_size, num_summary_images=0)
     with tf.Graph().as_default():
-        dist = distribution.make_distribution("mirrored")
+        from common.precision import apply_precision
+        config = apply_precision(tf.compat.v1.ConfigProto(allow_soft_placement=True), args.precision,
+                                 name="--precision")
+        dist = distribution.make_distribution("mirrored", session_config=config)
         tg = trainer.build_train_graph(
             model, input_fn, lambda step: optimizers.learning_rate_schedule(step, 1e-3),
             lambda lr: optimizers.configure_optimizer(args.optimizer, lr), dist, options)
@@ -138,7 +143,7 @@ def main(argv=None):
             print(json.dumps({
                 "model": name, "input": kind, "batch_size": args.batch_size, "replicas": replicas,
                 "images_per_sec": round(args.batch_size / median, 3), "secs_per_step": round(median, 4),
-                "timed_steps": args.num_steps, "optimizer": args.optimizer, "device": device,
+                "timed_steps": args.num_steps, "optimizer": args.optimizer, "precision": args.precision, "device": device,
                 "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}), flush=True)
     if tmp is not None:
         tmp.cleanup()

@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks import bench_inference
 from common.errors import CaffeModelError, CheckpointError, ConfigError
+from inference import session_options
 from tests.caffe_converter import reference
 from training.checkpoints import save_initial_model
 
@@ -101,6 +102,11 @@ def test_bad_inputs_are_one_line_errors(lite_checkpoint, tmp_path):
     with pytest.raises(CaffeModelError, match="OpenCV cannot load"):
         bench_inference.main([f"--checkpoint_path={lite_checkpoint}", "--smoke",
                               "--compare_opencv", str(bad), str(tmp_path / "missing.caffemodel")])
+    if session_options.onednn_enabled():
+        # The lite VGG's --optimize graph is XLA-compiled: the bfloat16 rewrite would not reach it.
+        with pytest.raises(ConfigError, match="compiled by XLA"):
+            bench_inference.main([f"--checkpoint_path={lite_checkpoint}", "--smoke", "--optimize",
+                                  "--precision=bf16"])
     proc = subprocess.run([sys.executable, os.path.join("benchmarks", "bench_inference.py"),
                            f"--checkpoint_path={tmp_path / 'nothing'}", "--smoke"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
