@@ -5,28 +5,33 @@ Runtime, OpenVINO and LiteRT, in the same process.
     python benchmarks/bench_inference.py --checkpoint_path=DIR [--model_name=ssd_300_vgg] [--batch_size=8]
         [--num_batches=10] [--warmup_batches=2] [--optimize] [--precision=float32|bf16|float16] [--xla]
         [--intra_op_threads=N] [--inter_op_threads=N] [--onednn=default|on|off] [--image=PATH]
-        [--compare_opencv PROTOTXT CAFFEMODEL] [--runtime=tf,onnxruntime,openvino,tflite,tflite_int8] [--smoke]
+        [--compare_opencv PROTOTXT CAFFEMODEL] [--runtime=tf,onnxruntime,openvino,tflite,tflite_int8]
+        [--schedule=blocks|alternate] [--smoke]
 
 --optimize runs the Detector's optimised graph (frozen, Winograd F(4x4, 3x3) convolutions on CPUs, compiled by
 XLA except for networks with depthwise convolutions; see inference/graph_optimization.py), the fast path.
 --precision=bf16 runs grappler's oneDNN bfloat16 rewrite on the plain graph, or with --optimize on a graph that
 XLA does not compile (the depthwise networks: SSDLite, MobileNet-SSD); the JSON line then gives
 "float32_agreement", the share of the float32 graph's top-100 detections kept. The graph and the session are
-built once (inference/detector.py); every timed run feeds a batch of uint8 RGB images at the network's input size (image decoding excluded; the in-graph resize and mean subtraction,
-and OpenCV's blobFromImages, included) and fetches the final detections. With --compare_opencv the two
-runtimes alternate batch by batch on the same images, so both see the same machine load, and OpenCV gets the
-same number of threads. Prints one JSON line: images per second and milliseconds per batch (median over the
-timed batches), the device, the precision, the load average, and with a comparison OpenCV's figures, the
-ratio of images per second and how many of OpenCV's top-100 detections ours reproduce.
+built once (inference/detector.py); every timed run feeds a batch of uint8 RGB images at the network's input
+size (image decoding excluded; the in-graph resize and mean subtraction, and OpenCV's blobFromImages, included)
+and fetches the final detections. Every runner gets the same images and the same number of threads.
+--schedule=blocks (the default) times each runner's warm-up and batches in a row; --schedule=alternate runs them
+batch by batch, so that all see the same drift of a shared machine's load. On a quiet machine alternating is
+biased: ONNX Runtime's and OpenVINO's worker threads spin for a while after a run and slow down whichever runner
+comes next (SSDLite's network in ONNX Runtime: 46 images/s alternating, 99 in blocks; docs/benchmarks.md).
+Prints one JSON line: images per second and milliseconds per batch (median over the timed batches), the device,
+the precision, the load average, and with a comparison OpenCV's figures, the ratio of images per second and how
+many of OpenCV's top-100 detections ours reproduce.
 
 --runtime (comma-separated, repeatable) adds the same network exported by inference/exports.py from a plain
 float32 Detector of the checkpoint: onnxruntime (model.onnx in ONNX Runtime), openvino / openvino_bf16
-(model.onnx read by OpenVINO, f32 or bf16 inference precision), tflite / tflite_int8 (LiteRT with XNNPACK,
-batch 1 models run image by image; int8 calibrated on the benchmark's own images: a speed figure). Each is
-timed twice, alternating with TensorFlow batch by batch: "full" (the four detection outputs) and "network"
-(probabilities and decoded boxes, before the NMS), all with the same thread count. The JSON line gains
-"runtimes": {name: {"full": figures, "network": figures, "float32_top100": fraction}}, TensorFlow's own
-"network" figures, and "ratios": TensorFlow's images/s over each runtime's, per path (> 1: TensorFlow faster).
+(model.onnx read by OpenVINO, f32 or bf16 inference precision), tflite / tflite_int8 (LiteRT with XNNPACK, batch
+1 models run image by image; int8 calibrated on the benchmark's own images: a speed figure). Each is timed
+twice: "full" (the four detection outputs) and "network" (probabilities and decoded boxes, before the NMS), all
+with the same thread count. The JSON line gains "runtimes": {name: {"full": figures, "network": figures,
+"float32_top100": fraction}}, TensorFlow's own "network" figures, and "ratios": TensorFlow's images/s over each
+runtime's, per path (> 1: TensorFlow faster).
 """
 import json
 import os
@@ -66,6 +71,9 @@ def parse_args(argv):
     parser.add_argument("--runtime", action="append", default=[],
                         help=f"also time exports in these runtimes: {','.join(RUNTIMES)} (comma-separated, "
                         "repeatable; tf is always timed)")
+    parser.add_argument("--schedule", default="blocks", choices=("blocks", "alternate"),
+                        help="blocks: each runner's batches in a row (a quiet machine); alternate: batch by "
+                        "batch, so that every runner sees the same drift of a shared machine's load")
     parser.add_argument("--smoke", action="store_true", help="one batch of one image, no warm-up (for tests)")
     args = parser.parse_args(argv)
     args.runtime = [r for value in args.runtime for r in value.split(",") if r and r != "tf"]
@@ -243,20 +251,26 @@ def run(args):
         for runtime, paths in exported.items():
             for path, fn in paths.items():
                 runners.append((f"{runtime}/{path}", lambda fn=fn: fn(images)))
-    first_batch = {}
-    for i in range(args.warmup_batches):
+    first_batch, times, outputs = {}, {name: [] for name, _ in runners}, {}
+
+    def timed(name, fn, warmup):
+        start = time.perf_counter()
+        out = fn()
+        seconds = time.perf_counter() - start
+        if warmup:
+            first_batch.setdefault(name, seconds)  # includes XLA's compilation with --optimize / --xla
+        else:
+            outputs[name] = out
+            times[name].append(seconds)
+
+    if args.schedule == "alternate":
+        for i in range(args.warmup_batches + args.num_batches):
+            for name, fn in runners:
+                timed(name, fn, i < args.warmup_batches)
+    else:  # blocks: each runner's warm-up and timed batches in a row
         for name, fn in runners:
-            start = time.perf_counter()
-            fn()
-            if i == 0:  # includes XLA's compilation with --optimize / --xla
-                first_batch[name] = time.perf_counter() - start
-    times = {name: [] for name, _ in runners}
-    outputs = {}
-    for _ in range(args.num_batches):
-        for name, fn in runners:
-            start = time.perf_counter()
-            outputs[name] = fn()
-            times[name].append(time.perf_counter() - start)
+            for i in range(args.warmup_batches + args.num_batches):
+                timed(name, fn, i < args.warmup_batches)
     load_after = os.getloadavg()
 
     def figures(seconds):
@@ -266,7 +280,7 @@ def run(args):
                 "ms_per_batch_mean": round(1000 * float(np.mean(seconds)), 2)}
 
     result = {"model_name": det.model.name, "checkpoint": det.checkpoint, "batch_size": args.batch_size,
-              "num_batches": args.num_batches, "image_size": list(det.model.image_size),
+              "num_batches": args.num_batches, "schedule": args.schedule, "image_size": list(det.model.image_size),
               "precision": args.precision, "device": session_options.device_description(), "optimize": args.optimize, "xla": args.xla,
               "intra_op_threads": threads, "inter_op_threads": args.inter_op_threads,
               "onednn": session_options.onednn_enabled(),

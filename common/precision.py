@@ -4,7 +4,7 @@ say what it costs on this machine.
 - "bf16": grappler's oneDNN auto-mixed-precision rewrite. Convolutions, matmuls and their gradients run in
   bfloat16, variables, optimiser updates, losses and the detection tail stay float32 (the rewrite's lists).
   Fast on CPUs with AVX512_BF16 or AMX (cpu_supports_bf16): on 2 AMD EPYC Zen 4 cores a training step of
-  ssd_300_resnet_v1_50 at batch 8 took 1.56 s against 3.02 s in float32 (docs/benchmarks.md). Elsewhere
+  ssd_300_resnet_v1_50 at batch 8 took 1.5-1.6 s against 2.5 s in float32 (docs/benchmarks.md). Elsewhere
   TensorFlow falls back to slow kernels. bfloat16 keeps float32's exponent, so training needs no loss scaling.
 - "float16": grappler's auto-mixed-precision rewrite (GPUs with tensor cores); inference only here, since
   float16 training needs loss scaling.

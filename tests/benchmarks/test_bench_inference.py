@@ -44,6 +44,7 @@ def test_smoke_run_of_the_script(lite_checkpoint):
     result = json.loads(lines[0])
     assert result["model_name"] == "ssd_300_vgg_lite" and result["precision"] == "float32"
     assert result["batch_size"] == 1 and result["num_batches"] == 1 and result["image_size"] == [300, 300]
+    assert result["schedule"] == "blocks"  # the default
     assert result["device"].startswith(("CPU: ", "GPU: "))
     assert isinstance(result["cpu_bf16"], bool) and len(result["load_average"]) == 2
     _check_figures(result, 1)
@@ -82,10 +83,11 @@ def test_side_by_side_with_opencv_on_the_face_model(face_checkpoint, face_model,
     out, paths = face_checkpoint, face_model
     capsys.readouterr()
     assert bench_inference.main([f"--checkpoint_path={out}", "--batch_size=2", "--num_batches=2",
-                                 "--warmup_batches=1", f"--image={GRACE_HOPPER}",
+                                 "--warmup_batches=1", f"--image={GRACE_HOPPER}", "--schedule=alternate",
                                  "--compare_opencv", paths[0], paths[1]]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["model_name"] == "caffe_ssd" and result["batch_size"] == 2
+    assert result["schedule"] == "alternate"
     _check_figures(result, 2)
     _check_figures(result["opencv"], 2)
     assert result["speedup_vs_opencv"] == pytest.approx(

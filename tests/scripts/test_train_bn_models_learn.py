@@ -39,8 +39,8 @@ def synthetic(tmp_path_factory):
 # --batch_norm_decay=0.9: the moving averages catch up within the run (at 0.997, 200 steps leave them halfway
 # between their initial 0 / 1 and the batch statistics, and evaluation, which uses them, sees another network).
 # ResNet-50 and Inception-v2 train in bfloat16 where the CPU has it (train_ssd_network.py --precision=bf16):
-# on 2 Zen 4 cores 1.4 and 0.76 s a step against 3.0 and 2.2 in float32; elsewhere float32, the same test but
-# about twice as long. MobileNet's depthwise convolutions are no faster in bfloat16: float32 everywhere.
+# on 2 Zen 4 cores 1.5-1.6 and 0.8-1.0 s a step against 2.5 and 1.2 in float32 (docs/training.md); elsewhere
+# float32, the same test but longer. MobileNet's depthwise convolutions are no faster in bfloat16: float32 everywhere.
 BF16 = ["--precision=bf16"] if onednn_enabled() and cpu_supports_bf16() else []
 RUNS = [
     ("ssdlite_320_mobilenet_v2", ["--depth_multiplier=0.35", "--batch_norm_decay=0.9"], 200),
