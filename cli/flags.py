@@ -8,17 +8,9 @@ flag errors need TensorFlow only where a choice list does.
 """
 import argparse
 
-from common.errors import ConfigError
+from common.errors import ArgumentParser, ConfigError  # noqa: F401  (re-exported: the scripts use flags.ArgumentParser)
 
 POST_PROCESSING_FLAGS = ("select_threshold", "nms_threshold", "top_k", "keep_top_k")
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser whose errors (unknown flag, bad choice, missing required flag) raise ConfigError,
-    so that run_main prints one line and exits with status 1."""
-
-    def error(self, message):
-        raise ConfigError(None, message)
 
 
 def script_parser(doc, **kwargs):

@@ -3,6 +3,7 @@
 Library code raises these with the offending file and the reason; the top-level scripts wrap `main` in
 `run_main`, which prints `error: <file>: <reason>` on one line and exits with status 1.
 """
+import argparse
 import sys
 
 
@@ -32,6 +33,15 @@ class CheckpointError(SSDError):
 
 class ConfigError(SSDError):
     """Invalid command-line arguments or configuration values."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose errors (unknown flag, bad value or choice, missing required flag) raise
+    ConfigError, so that run_main prints one line and exits with status 1 (argparse's own status 2 never
+    leaks). Scripts get it through cli/flags.py; library modules with a command line use it from here."""
+
+    def error(self, message):
+        raise ConfigError(None, message)
 
 
 def run_main(main, argv=None):

@@ -30,7 +30,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from common.errors import ConfigError, run_main
+from common.errors import ArgumentParser, ConfigError, run_main
 from common.fileio import staging_dir
 from datasets.synthetic_drawing import coverage, hsv, texture_tiles
 from datasets.voc_xml import VOCAnnotation, VOCObject, voc_annotation_xml
@@ -311,7 +311,7 @@ def _parse_size(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Generate the synthetic VOC-layout dataset.")
+    parser = ArgumentParser(description="Generate the synthetic VOC-layout dataset.")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--num_train", type=int, default=800)
     parser.add_argument("--num_test", type=int, default=200)

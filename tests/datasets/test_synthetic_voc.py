@@ -297,3 +297,10 @@ def test_command_line(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and len(bad.stderr.splitlines()) == 1
     assert not os.path.exists(tmp_path / "x")
+    # argparse's own complaints end the same way: one line and status 1, not its usage text and status 2.
+    for flag in ("--num_train=many", "--image_size=300", "--no_such_flag=1"):
+        bad = subprocess.run(cmd[:3] + [f"--output_dir={tmp_path / 'x'}", flag],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 1 and bad.stderr.startswith("error:"), (flag, bad.stderr)
+        assert len(bad.stderr.splitlines()) == 1, (flag, bad.stderr)
+        assert not os.path.exists(tmp_path / "x")
