@@ -212,8 +212,7 @@ def run(args):
     import numpy as np
     import tensorflow as tf
     from inference import session_options
-    from common.errors import ConfigError
-    from inference.detector import Detector
+    from inference.detector import Detector, precision_error
     runtimes_unpad = Detector.detections
 
     threads = args.intra_op_threads or os.cpu_count()
@@ -223,13 +222,9 @@ def run(args):
     start = time.perf_counter()
     det = Detector(args.checkpoint_path, args.model_name, session_config=config, optimize=args.optimize)
     build_seconds = time.perf_counter() - start
-    if args.precision == "bf16" and args.optimize and any(
-            node.attr["_XlaCompile"].b for node in det.graph.as_graph_def().node):
-        # The oneDNN bfloat16 rewrite targets TensorFlow's own kernels, not XLA clusters; --optimize compiles
-        # with XLA except for networks with depthwise convolutions (graph_optimization.uses_xla).
+    if args.precision != "float32" and det.xla:
         det.close()
-        raise ConfigError("--precision=bf16", f"{det.model.name}'s --optimize graph is compiled by XLA, which "
-                          "the bfloat16 rewrite does not reach: leave out --optimize")
+        raise precision_error(args.precision, det.model.name)
     images = _images(args, det.model.image_size)
     fetch, feed = det.detection_fetches, {det.images: images}
 

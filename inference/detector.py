@@ -43,6 +43,14 @@ def detection_outputs(model, images, select_threshold=None, nms_threshold=None, 
     return out
 
 
+def precision_error(precision, model_name, flag="--precision"):
+    """The ConfigError for a reduced precision asked of an XLA-compiled graph (Detector.xla): grappler's
+    precision rewrites work on TensorFlow's own kernels and do not reach XLA clusters, and --optimize compiles
+    with XLA except for networks with depthwise convolutions (graph_optimization.uses_xla)."""
+    return ConfigError(f"{flag}={precision}", f"{model_name}'s --optimize graph is compiled by XLA, which the "
+                       f"{precision} rewrite does not reach: leave out --optimize or {flag}")
+
+
 def load_model(checkpoint_path, model_name=None):
     """(SSDModel, checkpoint prefix) from a checkpoint prefix or directory with its ssd_config.json."""
     ckpt = model_config.resolve_checkpoint(checkpoint_path)
@@ -88,6 +96,7 @@ class Detector:
                 graph_rewrites(session_config)
             self.session = tf.compat.v1.Session(graph=self.graph, config=session_config)
             saver.restore(self.session, self.checkpoint)
+        self.xla = False  # whether the graph has XLA-compiled clusters (grappler's precision rewrites skip them)
         if optimize:
             self._optimize(session_config)
         # What detect_batch fetches; a caller timing session.run directly (benchmarks) fetches the same.
@@ -99,6 +108,7 @@ class Detector:
         BatchNorm and Scale layers would stay unfolded)."""
         tensors = {k: v for k, v in self.outputs.items() if isinstance(v, tf.Tensor)}
         graph_def = optimized_graph_def(self.session, self.graph, list(tensors.values()))
+        self.xla = any(node.attr["_XlaCompile"].b for node in graph_def.node)
         graph = tf.Graph()
         with graph.as_default():
             tf.graph_util.import_graph_def(graph_def, name="")

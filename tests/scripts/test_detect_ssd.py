@@ -242,3 +242,52 @@ def test_model_flag_errors(tmp_path):
         with pytest.raises(ConfigError, match=message):
             detect_ssd.main([f"--model={model}", f"--image={image}", f"--output_json={tmp_path / 'd.json'}"])
     assert not (tmp_path / "d.json").exists()
+
+
+# ---------------------------------------------------------------- --optimize and --precision
+
+def _top(out_json, n=5):
+    with open(out_json) as f:
+        (record,) = json.load(f)["images"]
+    return record["detections"][:n]
+
+
+def _iou(a, b):
+    ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ih * iw
+    return ih * iw / union if union > 0 else 0.0
+
+
+def test_optimize_detects_what_the_plain_graph_does(native_checkpoint, images, tmp_path):
+    common = [f"--checkpoint_path={native_checkpoint}", f"--image={images / 'grace.jpg'}", "--keep_top_k=5"]
+    detect_ssd.main(common + [f"--output_json={tmp_path / 'plain.json'}"])
+    detect_ssd.main(common + [f"--output_json={tmp_path / 'optimized.json'}", "--optimize"])
+    plain, optimized = _top(tmp_path / "plain.json"), _top(tmp_path / "optimized.json")
+    assert len(plain) == len(optimized) == 5
+    for a, b in zip(plain, optimized):  # Winograd and folding change the float rounding only
+        assert a["label"] == b["label"] and abs(a["score"] - b["score"]) < 1e-3
+        assert _iou(a["bbox"], b["bbox"]) > 0.99
+
+
+def test_precision_flag(native_checkpoint, face_checkpoint, images, tmp_path):
+    from common.precision import cpu_supports_bf16, onednn_enabled
+    image = f"--image={images / 'grace.jpg'}"
+    with pytest.raises(ConfigError, match="--optimize: is for --checkpoint_path"):
+        detect_ssd.parse_args([f"--model={tmp_path / 'model.onnx'}", image, "--optimize"])
+    if not onednn_enabled():
+        pytest.skip("bf16 needs TensorFlow's oneDNN optimisations (TF_ENABLE_ONEDNN_OPTS=1)")
+    # The lite VGG's --optimize graph is XLA-compiled: the bfloat16 rewrite would not reach it.
+    with pytest.raises(ConfigError, match="compiled by XLA"):
+        detect_ssd.main([f"--checkpoint_path={native_checkpoint}", image, "--optimize", "--precision=bf16",
+                         f"--output_json={tmp_path / 'never.json'}"])
+    assert not (tmp_path / "never.json").exists()
+    if not cpu_supports_bf16():
+        return  # the bfloat16 kernels would be emulated: slow, and nothing to compare
+    # In bf16 the real face SSD finds Grace Hopper's face where float32 does.
+    common = [f"--checkpoint_path={face_checkpoint}", image, "--keep_top_k=1"]
+    detect_ssd.main(common + [f"--output_json={tmp_path / 'f32.json'}"])
+    detect_ssd.main(common + [f"--output_json={tmp_path / 'bf16.json'}", "--precision=bf16"])
+    (a,), (b,) = _top(tmp_path / "f32.json", 1), _top(tmp_path / "bf16.json", 1)
+    assert a["score"] > 0.9 and a["label"] == b["label"] and abs(a["score"] - b["score"]) < 0.02
+    assert _iou(a["bbox"], b["bbox"]) > 0.9
