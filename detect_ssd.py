@@ -141,7 +141,7 @@ def main(argv=None):
     import contextlib
     from common import fileio
     from inference import annotation
-    from inference.detector import Detector, precision_error
+    from inference.detector import Detector
 
     records = []
     with contextlib.ExitStack() as stack:
@@ -155,8 +155,6 @@ def main(argv=None):
                 args.checkpoint_path, model_name=args.model_name, optimize=args.optimize,
                 session_config=session_options.session_config(precision=args.precision),
                 **flags.post_processing_overrides(args)))
-            if args.precision != "float32" and detector.xla:
-                raise precision_error(args.precision, detector.model.name)
         if source is not None:
             from inference import video
             summary = video.detect_video(detector, source, args.output_video, args.output_json, args.batch_size,

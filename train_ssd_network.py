@@ -166,7 +166,6 @@ def main(argv=None):
     import tensorflow as tf
     tf.get_logger().setLevel(logging.ERROR)  # TF's deprecation notices about its own v1 code paths
     warnings.filterwarnings("ignore", module="tensorflow")
-    from common.precision import apply_precision
     from datasets import input_pipeline
     from nets import model_config, nets_factory
     from training import checkpoint_init, distribution, optimizers, trainer
@@ -190,11 +189,7 @@ def main(argv=None):
         if len(gpus) < args.num_clones:
             raise ConfigError("--num_clones", f"{args.num_clones} replicas asked, {len(gpus)} GPUs visible")
         devices = gpus[:args.num_clones]
-    session_config = apply_precision(tf.compat.v1.ConfigProto(allow_soft_placement=True), args.precision,
-                                     name="--precision")
-    dist = distribution.make_distribution(args.distribution, devices, session_config=session_config)
-    if args.precision != "float32":
-        dist.description += f"; {args.precision} mixed precision"
+    dist = distribution.make_distribution(args.distribution, devices, precision=args.precision)
 
     decay_steps = optimizers.decay_steps_from_epochs(dataset.num_samples, args.batch_size,
                                                      args.num_epochs_per_decay)

@@ -212,7 +212,7 @@ def run(args):
     import numpy as np
     import tensorflow as tf
     from inference import session_options
-    from inference.detector import Detector, precision_error
+    from inference.detector import Detector
     runtimes_unpad = Detector.detections
 
     threads = args.intra_op_threads or os.cpu_count()
@@ -222,9 +222,6 @@ def run(args):
     start = time.perf_counter()
     det = Detector(args.checkpoint_path, args.model_name, session_config=config, optimize=args.optimize)
     build_seconds = time.perf_counter() - start
-    if args.precision != "float32" and det.xla:
-        det.close()
-        raise precision_error(args.precision, det.model.name)
     images = _images(args, det.model.image_size)
     fetch, feed = det.detection_fetches, {det.images: images}
 

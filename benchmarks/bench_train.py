@@ -98,10 +98,7 @@ def time_training(model, input_fn, args):
 
     options = trainer.TrainOptions(train_dir="unused", batch_size=args.batch_size, num_summary_images=0)
     with tf.Graph().as_default():
-        from common.precision import apply_precision
-        config = apply_precision(tf.compat.v1.ConfigProto(allow_soft_placement=True), args.precision,
-                                 name="--precision")
-        dist = distribution.make_distribution("mirrored", session_config=config)
+        dist = distribution.make_distribution("mirrored", precision=args.precision)
         tg = trainer.build_train_graph(
             model, input_fn, lambda step: optimizers.learning_rate_schedule(step, 1e-3),
             lambda lr: optimizers.configure_optimizer(args.optimizer, lr), dist, options)

@@ -34,6 +34,16 @@ def apply_precision(config, precision, name="precision"):
     return config
 
 
+def precision_of(config):
+    """The reduced precision whose rewrite `config` turns on ("bf16", "float16"), else "float32"."""
+    rewrites = config.graph_options.rewrite_options
+    if rewrites.auto_mixed_precision_onednn_bfloat16 == rewriter_config_pb2.RewriterConfig.ON:
+        return "bf16"
+    if rewrites.auto_mixed_precision == rewriter_config_pb2.RewriterConfig.ON:
+        return "float16"
+    return "float32"
+
+
 def onednn_enabled():
     """Whether TensorFlow runs its oneDNN kernels and rewrites (TF_ENABLE_ONEDNN_OPTS, read at import; off by
     default in CUDA builds such as the pip wheel). Grappler's bfloat16 rewrite does nothing without them."""

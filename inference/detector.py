@@ -8,6 +8,7 @@ import tensorflow as tf
 from box_ops import box_coding, post_processing
 from caffe_converter import caffe_ssd
 from common.errors import ConfigError
+from common.precision import precision_of
 from inference.graph_optimization import optimized_graph_def
 from nets import model_config, nets_factory
 from preprocessing import ssd_vgg_preprocessing
@@ -41,14 +42,6 @@ def detection_outputs(model, images, select_threshold=None, nms_threshold=None, 
         top_k=int(post["top_k"]), keep_top_k=int(post["keep_top_k"]), nms=nms)
     out.update(probabilities=probabilities, decoded_boxes=boxes, logits=logits, offsets=offsets, end_points=end_points)
     return out
-
-
-def precision_error(precision, model_name, flag="--precision"):
-    """The ConfigError for a reduced precision asked of an XLA-compiled graph (Detector.xla): grappler's
-    precision rewrites work on TensorFlow's own kernels and do not reach XLA clusters, and --optimize compiles
-    with XLA except for networks with depthwise convolutions (graph_optimization.uses_xla)."""
-    return ConfigError(f"{flag}={precision}", f"{model_name}'s --optimize graph is compiled by XLA, which the "
-                       f"{precision} rewrite does not reach: leave out --optimize or {flag}")
 
 
 def load_model(checkpoint_path, model_name=None):
@@ -96,7 +89,6 @@ class Detector:
                 graph_rewrites(session_config)
             self.session = tf.compat.v1.Session(graph=self.graph, config=session_config)
             saver.restore(self.session, self.checkpoint)
-        self.xla = False  # whether the graph has XLA-compiled clusters (grappler's precision rewrites skip them)
         if optimize:
             self._optimize(session_config)
         # What detect_batch fetches; a caller timing session.run directly (benchmarks) fetches the same.
@@ -108,7 +100,14 @@ class Detector:
         BatchNorm and Scale layers would stay unfolded)."""
         tensors = {k: v for k, v in self.outputs.items() if isinstance(v, tf.Tensor)}
         graph_def = optimized_graph_def(self.session, self.graph, list(tensors.values()))
-        self.xla = any(node.attr["_XlaCompile"].b for node in graph_def.node)
+        precision = precision_of(session_config)
+        if precision != "float32" and any(node.attr["_XlaCompile"].b for node in graph_def.node):
+            # Grappler's precision rewrites work on TensorFlow's own kernels and do not reach XLA clusters;
+            # the optimised graph is compiled by XLA except for depthwise networks (graph_optimization.uses_xla).
+            self.session.close()
+            raise ConfigError(f"precision={precision}", f"{self.model.name}'s optimised graph is compiled by XLA, "
+                              f"which the {precision} rewrite does not reach: leave out the optimisation or the "
+                              "reduced precision")
         graph = tf.Graph()
         with graph.as_default():
             tf.graph_util.import_graph_def(graph_def, name="")

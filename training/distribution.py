@@ -22,6 +22,8 @@ import os
 
 import tensorflow as tf
 
+from common.precision import apply_precision
+
 DISTRIBUTIONS = ("auto", "mirrored", "multi_worker")
 
 
@@ -45,17 +47,19 @@ def _cluster_workers(tf_config):
     return sum(len(cluster.get(job) or []) for job in ("chief", "worker"))
 
 
-def make_distribution(kind="auto", devices=None, session_config=None):
+def make_distribution(kind="auto", devices=None, session_config=None, precision="float32"):
     """Builds the strategy, in graph mode, before the training graph.
 
     Args:
       kind: "auto" (multi_worker when TF_CONFIG names more than one worker, else mirrored), "mirrored" or
         "multi_worker". devices: device names for "mirrored" (default: every visible GPU, else the CPU).
       session_config: a tf.compat.v1.ConfigProto to extend (default: soft placement).
+      precision: "float32", or "bf16" for mixed bfloat16 (common/precision.py; the description says so).
     """
     if kind not in DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {kind!r}")
-    config = session_config or tf.compat.v1.ConfigProto(allow_soft_placement=True)
+    config = apply_precision(session_config or tf.compat.v1.ConfigProto(allow_soft_placement=True), precision)
+    mixed = "" if precision == "float32" else f"; {precision} mixed precision"
     tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     if kind == "auto":
         kind = "multi_worker" if _cluster_workers(tf_config) > 1 else "mirrored"
@@ -66,7 +70,7 @@ def make_distribution(kind="auto", devices=None, session_config=None):
         strategy = tf.compat.v1.distribute.MirroredStrategy(devices=list(devices))
         config = strategy.update_config_proto(config)
         return Distribution(strategy, "", config, True, 1,
-                            f"MirroredStrategy over {len(devices)} device(s): {', '.join(devices)}")
+                            f"MirroredStrategy over {len(devices)} device(s): {', '.join(devices)}{mixed}")
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     cluster = resolver.cluster_spec()
     if not cluster.jobs:
@@ -81,4 +85,4 @@ def make_distribution(kind="auto", devices=None, session_config=None):
     workers = _cluster_workers(tf_config)
     return Distribution(strategy, server.target, config, is_chief, workers,
                         f"MultiWorkerMirroredStrategy: {resolver.task_type} {resolver.task_id} of {workers} "
-                        f"workers, {strategy.num_replicas_in_sync} replicas in all")
+                        f"workers, {strategy.num_replicas_in_sync} replicas in all{mixed}")

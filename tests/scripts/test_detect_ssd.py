@@ -252,13 +252,6 @@ def _top(out_json, n=5):
     return record["detections"][:n]
 
 
-def _iou(a, b):
-    ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ih * iw
-    return ih * iw / union if union > 0 else 0.0
-
-
 def test_optimize_detects_what_the_plain_graph_does(native_checkpoint, images, tmp_path):
     common = [f"--checkpoint_path={native_checkpoint}", f"--image={images / 'grace.jpg'}", "--keep_top_k=5"]
     detect_ssd.main(common + [f"--output_json={tmp_path / 'plain.json'}"])
@@ -267,7 +260,7 @@ def test_optimize_detects_what_the_plain_graph_does(native_checkpoint, images, t
     assert len(plain) == len(optimized) == 5
     for a, b in zip(plain, optimized):  # Winograd and folding change the float rounding only
         assert a["label"] == b["label"] and abs(a["score"] - b["score"]) < 1e-3
-        assert _iou(a["bbox"], b["bbox"]) > 0.99
+        assert reference.iou(a["bbox"], b["bbox"]) > 0.99
 
 
 def test_precision_flag(native_checkpoint, face_checkpoint, images, tmp_path):
@@ -290,4 +283,4 @@ def test_precision_flag(native_checkpoint, face_checkpoint, images, tmp_path):
     detect_ssd.main(common + [f"--output_json={tmp_path / 'bf16.json'}", "--precision=bf16"])
     (a,), (b,) = _top(tmp_path / "f32.json", 1), _top(tmp_path / "bf16.json", 1)
     assert a["score"] > 0.9 and a["label"] == b["label"] and abs(a["score"] - b["score"]) < 0.02
-    assert _iou(a["bbox"], b["bbox"]) > 0.9
+    assert reference.iou(a["bbox"], b["bbox"]) > 0.9

@@ -16,14 +16,13 @@ STEPS = 3
 
 
 def train(train_dir, precision, model, config, init):
-    session_config = apply_precision(tf.compat.v1.ConfigProto(allow_soft_placement=True), precision)
     opts = trainer.TrainOptions(train_dir=str(train_dir), batch_size=BATCH, max_number_of_steps=STEPS,
                                 log_every_n_steps=1, save_interval_secs=1e9, save_summaries_secs=1e9, seed=7)
     return trainer.train(
         model, memory_input_fn(model, BATCH),
         lambda step: optimizers.learning_rate_schedule(step, 1e-3, "fixed"),
         lambda rate: optimizers.configure_optimizer("momentum", rate),
-        distribution.make_distribution("mirrored", ["/cpu:0"], session_config=session_config), opts,
+        distribution.make_distribution("mirrored", ["/cpu:0"], precision=precision), opts,
         warm_start=trainer.WarmStart(init), model_config=config)
 
 
