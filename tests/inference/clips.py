@@ -8,6 +8,15 @@ import numpy as np
 from inference.synthetic_clip import synthetic_frames
 
 
+def assert_same_detections(got, expected, atol=1e-5):
+    """Two frames' detection records agree: the same labels and classes in the same order, scores and boxes
+    within atol (a batch of frames and a single image may run different CPU kernels: last-digit differences)."""
+    assert [(d["label"], d["class"]) for d in got] == [(d["label"], d["class"]) for d in expected]
+    np.testing.assert_allclose([d["score"] for d in got], [d["score"] for d in expected], atol=atol)
+    np.testing.assert_allclose(np.reshape([d["bbox"] for d in got], (-1, 4)),
+                               np.reshape([d["bbox"] for d in expected], (-1, 4)), atol=atol)
+
+
 def encode_clip(path, num_frames=30, height=120, width=160, rate=fractions.Fraction(30000, 1001),
                 codec="libx264", container_format=None, faststart=True, seed=0):
     """Writes the clip; returns its frames (uint8 [H, W, 3] RGB, before encoding)."""

@@ -92,7 +92,7 @@ def test_every_n_frames_draws_the_last_boxes_on_the_frames_between(detector, tmp
     for line in lines:
         # Each detected frame's detections are the still-image path's on the same decoded frame.
         expected = annotation.detection_records(detector.detect(frames[line["frame"]]), list(detector.class_names))
-        assert line["detections"] == expected
+        clips.assert_same_detections(line["detections"], expected)
         assert line["time_s"] == pytest.approx(times[line["frame"]], abs=1e-3)
     for i in (0, 5, 10, 21):  # detected, and carrying the boxes of frames 4, 8 and 20
         boxes = lines[i // 4]["detections"]

@@ -131,12 +131,7 @@ def test_video_detections_equal_the_image_path_on_the_decoded_frames(native_chec
     assert [line["time_s"] for line in lines] == pytest.approx(times, abs=1e-6)
     for line, image in zip(lines, images):
         assert set(line) == {"frame", "time_s", "detections"} and line["detections"]
-        assert [(d["label"], d["class"]) for d in line["detections"]] == \
-            [(d["label"], d["class"]) for d in image["detections"]]
-        np.testing.assert_allclose([d["score"] for d in line["detections"]],
-                                   [d["score"] for d in image["detections"]], atol=1e-5)
-        np.testing.assert_allclose([d["bbox"] for d in line["detections"]],
-                                   [d["bbox"] for d in image["detections"]], atol=1e-5)
+        clips.assert_same_detections(line["detections"], image["detections"])
     drawn, drawn_times, drawn_rate, drawn_size = clips.decode(out)
     assert (len(drawn), drawn_rate, drawn_size) == (len(frames), rate, size)
     assert drawn_times == pytest.approx(times, abs=1e-6)
