@@ -36,6 +36,7 @@ import sys
 from cli import flags
 from common.errors import ConfigError, DatasetError, run_main
 from common.precision import PRECISIONS
+from inference import video_io
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -59,6 +60,9 @@ def parse_args(argv):
     parser.add_argument("--every_n_frames", type=int, default=1, help="video: detect every n-th frame")
     parser.add_argument("--max_frames", type=int, default=None, help="video: stop after this many frames")
     parser.add_argument("--no_progress", action="store_true", help="video: no progress bar")
+    parser.add_argument("--x264_preset", default=video_io.X264_PRESET, choices=video_io.X264_PRESETS,
+                        help="video: libx264's speed/size preset; slower presets write smaller files and take CPU "
+                        "time from the detector")
     parser.add_argument("--output_json", default=None, help="write the detections here")
     parser.add_argument("--output_dir", default=None, help="write annotated PNGs here")
     flags.add_post_processing_flags(parser)
@@ -130,7 +134,7 @@ def _png_names(paths):
 
 def _open_video(args):
     """The --video file or --camera device, checked before the model loads (video_io.VideoSource)."""
-    from inference import video, video_io
+    from inference import video
     video.check_outputs(args.video, args.output_video, args.output_json)  # now, not after the run
     return video_io.VideoSource(path=args.video, camera=args.camera)
 
@@ -159,7 +163,7 @@ def main(argv=None):
             from inference import video
             summary = video.detect_video(detector, source, args.output_video, args.output_json, args.batch_size,
                                          args.every_n_frames, args.max_frames, args.draw_threshold,
-                                         progress=not args.no_progress)
+                                         progress=not args.no_progress, x264_preset=args.x264_preset)
             print(video.summary_line(summary), flush=True)
             return 0
         # Annotated images are written into a staging folder that becomes --output_dir only when all are done.

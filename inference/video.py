@@ -123,12 +123,15 @@ class _Encoder(threading.Thread):
 
     def _write(self, item):
         if self.writer is not None:
+            frame = item.frame
             if annotation.drawn(item.detections, self.draw_threshold):
-                rgb = item.rgb if item.rgb is not None else item.frame.to_ndarray(format="rgb24")
-                self.writer.write(np.asarray(annotation.annotate(rgb, item.detections, self.draw_threshold)),
-                                  item.pts)
-            else:
-                self.writer.write(item.frame, item.pts)
+                yuv = video_io.yuv420_planes(frame) if self.writer.pix_fmt == "yuv420p" else None
+                if yuv is not None:  # drawn on the decoded planes: what the encoder takes, no RGB round trip
+                    annotation.annotate_yuv420(yuv[0], item.detections, self.draw_threshold, *yuv[1:])
+                else:
+                    rgb = item.rgb if item.rgb is not None else frame.to_ndarray(format="rgb24")
+                    frame = np.asarray(annotation.annotate(rgb, item.detections, self.draw_threshold))
+            self.writer.write(frame, item.pts)
         if item.detected:
             self.detected += 1
             self.per_class.update(d["class"] for d in item.detections if d["score"] >= self.draw_threshold)
@@ -164,7 +167,7 @@ def check_outputs(source_path, output_video=None, output_json=None):
 
 
 def detect_video(detector, source, output_video=None, output_json=None, batch_size=8, every_n_frames=1,
-                 max_frames=None, draw_threshold=0.5, progress=True):
+                 max_frames=None, draw_threshold=0.5, progress=True, x264_preset=video_io.X264_PRESET):
     """Runs `detector` over the frames of `source` (video_io.VideoSource); see the module docstring.
 
     Returns a summary dict: source, frames, detected_frames, seconds, frames_per_second, draw_threshold,
@@ -181,7 +184,8 @@ def detect_video(detector, source, output_video=None, output_json=None, batch_si
     with fileio.atomic_path(output_video) if output_video else contextlib.nullcontext() as video_tmp, \
             fileio.atomic_path(output_json) if output_json else contextlib.nullcontext() as json_tmp:
         writer = video_io.VideoWriter(video_tmp, source.width, source.height, source.rate, source.time_base,
-                                      container_format=video_io.output_format(output_video)) \
+                                      container_format=video_io.output_format(output_video),
+                                      x264_preset=x264_preset) \
             if output_video else None
         lines = open(json_tmp, "w") if output_json else None
         bar = _progress_bar(source, max_frames, progress)

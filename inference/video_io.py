@@ -10,14 +10,18 @@ import logging
 import os
 
 import av
+import numpy as np
 
 from common.errors import ConfigError, DatasetError
 
 OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
 H264, FALLBACK = "libx264", "mpeg4"
-# libx264's speed/size trade-off: "veryfast" encodes 1280x720 several times faster than the default
-# "medium" (which would cost more than the detector's own time on a small CPU) for a modestly larger file.
-X264_OPTIONS = {"preset": "veryfast", "crf": "21"}
+# libx264's speed/size presets, fastest first. The default, "ultrafast", encodes a 1280x720 frame in 2.4-3.4
+# CPU-ms where "veryfast" takes 7-14 and "medium" more than a light model's own time per frame (docs/video.md):
+# on a small CPU the encoder competes with the detector for the cores. Its files are about twice as large.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+X264_PRESET = "ultrafast"
+X264_CRF = "21"
 DEFAULT_RATE = fractions.Fraction(30)  # a camera that reports no frame rate
 _log = logging.getLogger(__name__)
 
@@ -56,6 +60,18 @@ def camera_device(camera):
     """--camera=0 -> /dev/video0; a path is kept."""
     text = str(camera)
     return f"/dev/video{text}" if text.isdigit() else text
+
+
+def yuv420_planes(frame):
+    """Writable uint8 views (Y [H, W], U, V [ceil(H / 2), ceil(W / 2)]) of a decoded yuv420p frame's own planes
+    (copied first if the decoder still shares them, so that drawing never reaches a reference frame), with the
+    frame's Y'CbCr matrix ("bt709" where tagged so, else "bt601") and range: (planes, matrix, full_range).
+    None for any other pixel format."""
+    if frame.format.name != "yuv420p":
+        return None
+    frame.make_writable()
+    planes = tuple(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in frame.planes)
+    return planes, "bt709" if int(frame.colorspace) == 1 else "bt601", int(frame.color_range) == 2
 
 
 class VideoSource:
@@ -164,9 +180,13 @@ class VideoWriter:
     """Encodes frames into `path`: width x height at `rate` frames per second, timestamps in `time_base`
     (default 1 / rate; AVI, which keeps no timestamps, numbers the frames at 1 / rate whatever pts says).
     container_format: FFmpeg's muxer name (default: from path's extension, which a temporary name may lack).
-    write(frame, pts) takes uint8 [H, W, 3] RGB or an av.VideoFrame."""
+    x264_preset: libx264's speed/size preset (X264_PRESETS). write(frame, pts) takes uint8 [H, W, 3] RGB or an
+    av.VideoFrame."""
 
-    def __init__(self, path, width, height, rate, time_base=None, container_format=None, faststart=False):
+    def __init__(self, path, width, height, rate, time_base=None, container_format=None, faststart=False,
+                 x264_preset=X264_PRESET):
+        if x264_preset not in X264_PRESETS:
+            raise ValueError(f"x264_preset must be one of {', '.join(X264_PRESETS)}, got {x264_preset!r}")
         container_format = container_format or output_format(path)
         # AVI keeps no timestamps; FFmpeg's H.264 decoder then plays its frames out of order: MPEG-4 part 2.
         self.codec = FALLBACK if container_format == "avi" else encoder_name()
@@ -177,7 +197,7 @@ class VideoWriter:
             self.stream.width, self.stream.height = width, height
             # 4:2:0 chroma needs even sides; libx264 takes odd ones in 4:4:4.
             odd = width % 2 or height % 2
-            self.stream.pix_fmt = "yuv444p" if odd and self.codec == H264 else "yuv420p"
+            self.pix_fmt = self.stream.pix_fmt = "yuv444p" if odd and self.codec == H264 else "yuv420p"
             # AVI has a frame rate but no timestamps: frames are numbered there, at 1 / rate.
             self.constant_rate = container_format == "avi"
             if self.constant_rate or not time_base:
@@ -185,7 +205,7 @@ class VideoWriter:
             self.stream.codec_context.time_base = fractions.Fraction(time_base)
             self.stream.time_base = self.stream.codec_context.time_base
             if self.codec == H264:
-                self.stream.codec_context.options = dict(X264_OPTIONS)
+                self.stream.codec_context.options = {"preset": x264_preset, "crf": X264_CRF}
             else:
                 self.stream.codec_context.bit_rate = 8 * width * height  # about 0.3 bits per pixel at 25/s
         except (av.FFmpegError, ValueError) as err:
