@@ -56,19 +56,12 @@ def parse_args(argv):
 
 
 def random_checkpoint(model_name, directory, seed=0):
-    """A randomly initialised model with the VOC class names, saved as training saves one."""
-    import tensorflow as tf
-    from datasets.voc_classes import VOC_CLASSES
-    from nets import model_config, nets_factory
-    config = nets_factory.default_config(model_name, class_names=VOC_CLASSES)
-    with tf.Graph().as_default():
-        tf.compat.v1.set_random_seed(seed)
-        model = nets_factory.build_model(config)
-        model.network_fn(tf.compat.v1.placeholder(tf.float32, [1, *model.image_size, 3]))
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            tf.compat.v1.train.Saver().save(sess, os.path.join(directory, "model.ckpt"), write_meta_graph=False)
-    model_config.save_model_config(directory, config)
+    """A randomly initialised model with the VOC class names (benchmarks/make_random_checkpoint.py's: random
+    batch norm statistics and heads, so that a batch norm network's scores spread out and boxes get drawn)."""
+    import numpy as np
+    from training.checkpoints import random_batch_norm_statistics, save_initial_model
+    save_initial_model(directory, model_name, seed=seed,
+                       load_values=random_batch_norm_statistics(np.random.default_rng(seed), head_stddev=0.05))
     return directory
 
 
