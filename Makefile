@@ -28,12 +28,14 @@ MOVED_TO_1 := tests/scripts/test_training_learns.py \
               tests/scripts/test_train_bn_models_learn.py::test_brief_training_beats_a_random_detector[ssd_300_resnet_v1_50]
 TESTS_2 := $(filter-out $(TESTS_1) tests/__pycache__,$(patsubst %/,%,$(wildcard tests/*/)))  # all the others
 TEST_TMP := .pytest_tmp
+# Each process ends its report with its slowest tests: what to move between them, or to speed up.
+DURATIONS := --durations=12
 
 test: $(STAMP)
 	@mkdir -p $(TEST_TMP)
-	@$(PY) -m pytest $(TESTS_1) $(foreach t,$(MOVED_TO_1),'$(t)') --basetemp=$(TEST_TMP)/1 \
+	@$(PY) -m pytest $(TESTS_1) $(foreach t,$(MOVED_TO_1),'$(t)') --basetemp=$(TEST_TMP)/1 $(DURATIONS) \
 		> $(TEST_TMP)/tests_1.log 2>&1 & first=$$!; \
-	$(PY) -m pytest $(TESTS_2) $(foreach t,$(MOVED_TO_1),'--deselect=$(t)') --basetemp=$(TEST_TMP)/2; \
+	$(PY) -m pytest $(TESTS_2) $(foreach t,$(MOVED_TO_1),'--deselect=$(t)') --basetemp=$(TEST_TMP)/2 $(DURATIONS); \
 	second=$$?; wait $$first; status=$$?; echo "== $(TESTS_1) $(MOVED_TO_1)"; cat $(TEST_TMP)/tests_1.log; \
 	exit $$(( status || second ))
 
