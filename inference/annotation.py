@@ -47,15 +47,15 @@ def _layout(detections, min_score, height, width):
     [x0, y0, x1, y1]: the box is outlined `line` pixels wide inside its rectangle, the label rectangle is filled
     with the colour and `text` is written on it in white at text_xy. The one layout of both renderings:
     annotate (RGB pictures) and annotate_yuv420 (a video's decoded planes)."""
-    drawn_ = [det for det in reversed(detections) if det["score"] >= min_score]
-    if not drawn_:
+    shown = [det for det in reversed(detections) if det["score"] >= min_score]
+    if not shown:
         return []
     line = max(1, round(max(height, width) / 300))
     font = _font(max(11, 4 * line + 8))
     # VOC's 1-based inclusive pixels (the project's one conversion), shifted to PIL's 0-based ones.
-    pixels = np.rint(relative_to_voc([det["bbox"] for det in drawn_], height, width)).astype(int) - 1
+    pixels = np.rint(relative_to_voc([det["bbox"] for det in shown], height, width)).astype(int) - 1
     items = []
-    for det, (x0, y0, x1, y1) in zip(drawn_, pixels.tolist()):
+    for det, (x0, y0, x1, y1) in zip(shown, pixels.tolist()):
         box = [x0, y0, max(x0, x1), max(y0, y1)]  # a box thinner than a pixel still gets its line
         text = f"{det['class']} {det['score']:.2f}"
         _, (left, top, right, bottom) = _text(text, font)

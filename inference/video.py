@@ -9,8 +9,9 @@ runtime of an export). Frames are detected at their decoded size, exactly as det
 image (the detector resizes).
 
 - The output video has the input's size, frame rate and frame count; each frame keeps its timestamp
-  (shifted so that the first frame is at 0). Frames with nothing to draw are re-encoded as decoded (no RGB
-  round trip).
+  (shifted so that the first frame is at 0). Boxes are drawn on the decoded yuv420p planes
+  (annotation.annotate_yuv420), other pixel formats through RGB; frames with nothing to draw are re-encoded as
+  decoded.
 - JSON lines: one object per detected frame, `{"frame": i, "time_s": t, "detections": [...]}` (frame: 0-based
   index in presentation order; time_s: seconds after the first frame; detections: the records of
   detect_ssd.py's image JSON, inference/annotation.py).

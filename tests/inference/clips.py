@@ -18,13 +18,13 @@ def assert_same_detections(got, expected, atol=1e-5):
 
 
 def encode_clip(path, num_frames=30, height=120, width=160, rate=fractions.Fraction(30000, 1001),
-                codec="libx264", container_format=None, faststart=True, seed=0):
+                codec="libx264", container_format=None, faststart=True, seed=0, pix_fmt="yuv420p"):
     """Writes the clip; returns its frames (uint8 [H, W, 3] RGB, before encoding)."""
     options = {"movflags": "faststart"} if faststart and str(path).endswith(".mp4") else {}
     frames = [frame for frame, _ in synthetic_frames(num_frames, height, width, seed=seed)]
     with av.open(str(path), "w", format=container_format, options=options) as container:
         stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))

@@ -76,9 +76,11 @@ def test_frames_stream_through_in_bounded_memory(detector, tmp_path):
     assert [line["frame"] for line in read_lines(tmp_path / "d.jsonl")] == list(range(48))
 
 
-def test_every_n_frames_draws_the_last_boxes_on_the_frames_between(detector, tmp_path):
+# yuv420p frames are drawn on their planes (annotation.annotate_yuv420), others through RGB (annotation.annotate).
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv444p"])
+def test_every_n_frames_draws_the_last_boxes_on_the_frames_between(detector, tmp_path, pix_fmt):
     clip, out = tmp_path / "clip.mkv", tmp_path / "out.mkv"
-    clips.encode_clip(clip, num_frames=24, rate=25, container_format="matroska")
+    clips.encode_clip(clip, num_frames=24, rate=25, container_format="matroska", pix_fmt=pix_fmt)
     with video_io.VideoSource(str(clip)) as source:
         summary = video.detect_video(detector, source, str(out), str(tmp_path / "d.jsonl"), batch_size=3,
                                      every_n_frames=4, max_frames=22, draw_threshold=0.0, progress=False)
