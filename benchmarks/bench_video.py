@@ -55,16 +55,6 @@ def parse_args(argv):
     return args
 
 
-def random_checkpoint(model_name, directory, seed=0):
-    """A randomly initialised model with the VOC class names (benchmarks/make_random_checkpoint.py's: random
-    batch norm statistics and heads, so that a batch norm network's scores spread out and boxes get drawn)."""
-    import numpy as np
-    from training.checkpoints import random_batch_norm_statistics, save_initial_model
-    save_initial_model(directory, model_name, seed=seed,
-                       load_values=random_batch_norm_statistics(np.random.default_rng(seed), head_stddev=0.05))
-    return directory
-
-
 def batch_seconds(detector, images, batches):
     """bench_inference.py's timing: seconds of each session.run of the detection fetches on `images`, and the
     process's CPU seconds (all threads) over them."""
@@ -88,7 +78,7 @@ def draw_threshold(detector, clip, batch_size, boxes):
 
 def run(args, workdir):
     import numpy as np
-    from benchmarks import bench_inference
+    from benchmarks import bench_inference, make_random_checkpoint
     from inference import session_options, synthetic_clip, video, video_io
     from inference.detector import Detector
 
@@ -99,7 +89,11 @@ def run(args, workdir):
         clips[(width, height)] = path
     results = []
     for model_name in args.models:
-        checkpoint = args.checkpoint_path or random_checkpoint(model_name, tempfile.mkdtemp(dir=workdir))
+        if args.checkpoint_path:
+            checkpoint = args.checkpoint_path
+        else:  # random batch norm statistics and heads: a batch norm network's scores spread out, boxes get drawn
+            checkpoint = os.path.dirname(make_random_checkpoint.write_random_checkpoint(
+                tempfile.mkdtemp(dir=workdir), model_name))
         with Detector(checkpoint, model_name=model_name) as det:
             images = bench_inference._images(types.SimpleNamespace(image=None, batch_size=args.batch_size),
                                              det.model.image_size)

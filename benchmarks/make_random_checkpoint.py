@@ -17,9 +17,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cli import flags  # noqa: E402
 
 
-def main(argv=None):
+def write_random_checkpoint(output_dir, model_name, class_names=None, seed=0, head_stddev=0.05):
+    """The module docstring's model in output_dir (VOC's class names by default); returns the checkpoint prefix."""
     import numpy as np
+    from datasets.voc_classes import VOC_CLASSES
     from training.checkpoints import random_batch_norm_statistics, save_initial_model
+    random_heads = random_batch_norm_statistics(np.random.default_rng(seed), head_stddev)
+    return save_initial_model(output_dir, model_name, list(class_names or VOC_CLASSES), seed=seed,
+                              load_values=random_heads)
+
+
+def main(argv=None):
     p = flags.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_name", required=True, choices=flags.model_names())
     p.add_argument("--output_dir", required=True)
@@ -28,12 +36,8 @@ def main(argv=None):
     p.add_argument("--head_stddev", type=float, default=0.05, help="0: keep the heads' own initialisation")
     args = p.parse_args(argv)
     flags.check_at_least(args, num_classes=2, head_stddev=0.0)
-    random_heads = random_batch_norm_statistics(np.random.default_rng(args.seed), args.head_stddev)
-
-    from datasets.voc_classes import VOC_CLASSES
-    names = list(VOC_CLASSES) if args.num_classes == 21 else [f"class_{i}" for i in range(1, args.num_classes)]
-    prefix = save_initial_model(args.output_dir, args.model_name, names, seed=args.seed, load_values=random_heads)
-    print(prefix)
+    names = None if args.num_classes == 21 else [f"class_{i}" for i in range(1, args.num_classes)]
+    print(write_random_checkpoint(args.output_dir, args.model_name, names, args.seed, args.head_stddev))
     return 0
 
 
