@@ -103,3 +103,22 @@ def test_detection_records_sort_clip_and_round():
         {"label": 2, "class": "bicycle", "score": round(float(np.float32(0.25)), 6),
          "bbox": [round(float(np.float32(0.1)), 6), 0.0, round(float(np.float32(0.5)), 6), 1.0]}]
     assert all(type(r["label"]) is int and type(r["score"]) is float for r in records)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_detection_records_round_as_python_does(dtype):
+    """The records are rounded for the whole array at once: the same numbers as Python's round(v, 6) of each value,
+    the plain definition, on many detections (including scores that tie and values at 6-decimal midpoints)."""
+    rng = np.random.default_rng(0)
+    boxes = rng.uniform(-0.1, 1.1, (5000, 4)).astype(dtype)
+    boxes[:8, 0] = np.array([0.0000005, 0.0000015, 0.1234565, 0.9999995, 0.5, 0.25, 1e-9, 0.0], dtype)
+    scores = np.round(rng.random(5000), 3).astype(dtype)  # many equal scores: the stable order
+    classes = rng.integers(0, 25, 5000)
+    names = [f"c{i}" for i in range(20)]
+    records = annotation.detection_records({"boxes": boxes, "scores": scores, "classes": classes}, names)
+    order = sorted(range(5000), key=lambda i: -float(scores[i]))
+    expected = [{"label": int(classes[i]),
+                 "class": names[classes[i] - 1] if 0 < classes[i] <= 20 else str(classes[i]),
+                 "score": round(float(scores[i]), 6),
+                 "bbox": [round(min(max(float(v), 0.0), 1.0), 6) for v in boxes[i]]} for i in order]
+    assert records == expected
