@@ -35,6 +35,7 @@ import time
 import numpy as np
 
 from common import fileio
+from common.arrays import aligned_empty
 from common.errors import ConfigError
 from inference import annotation, video_io
 
@@ -242,12 +243,16 @@ def _detect_frames(detector, class_names, decoded, to_encode, batch_size, stop, 
     """The main thread's loop: batches the frames to detect, runs the detector, hands every frame on in
     order. Returns the DamagedVideoError that ended the stream, or None; raises any other error."""
     pending, batch, last = [], [], []
+    images = None  # the batch's frames, stacked into one aligned array reused from batch to batch
 
     def flush():
-        nonlocal last
+        nonlocal last, images
         if batch:
             start = time.perf_counter()
-            results = detector.detect_batch(np.stack([item.rgb for item in batch]))
+            shape = (len(batch),) + batch[0].rgb.shape
+            if images is None or images.shape != shape:
+                images = aligned_empty(shape, np.uint8)
+            results = detector.detect_batch(np.stack([item.rgb for item in batch], out=images))
             for item, result in zip(batch, results):
                 item.detected, item.detections = True, annotation.detection_records(result, class_names)
             busy["detect"] += time.perf_counter() - start

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from common import arrays
 from inference import annotation, video, video_io
 from inference.detector import Detector
 from tests.inference import clips
@@ -23,7 +24,7 @@ class CountingDetector:
     """The detector, recording per call how many frames the source had decoded and how many it was given."""
 
     def __init__(self, detector, source):
-        self.detector, self.calls, self.given, self.decoded = detector, [], 0, 0
+        self.detector, self.calls, self.given, self.decoded, self.addresses = detector, [], 0, 0, []
         frames = source.frames
 
         def counted(max_frames=None):
@@ -39,6 +40,7 @@ class CountingDetector:
     def detect_batch(self, images):
         self.given += len(images)
         self.calls.append((self.decoded, self.given, threading.current_thread().name))
+        self.addresses.append(images.ctypes.data)
         return self.detector.detect_batch(images)
 
 
@@ -74,6 +76,19 @@ def test_frames_stream_through_in_bounded_memory(detector, tmp_path):
     # Decoded but not yet detected: the decoder's queue (2 x batch), the batch being filled, one in hand.
     assert max(decoded - given for decoded, given, _ in counting.calls) <= 2 * 2 + 2 + 1
     assert [line["frame"] for line in read_lines(tmp_path / "d.jsonl")] == list(range(48))
+    # Each batch is stacked into one reused array aligned for TensorFlow to take without a copy.
+    assert len(set(counting.addresses)) == 1 and counting.addresses[0] % arrays.FEED_ALIGNMENT == 0
+
+
+@pytest.mark.parametrize("shape,dtype", [((8, 72, 128, 3), np.uint8), ((3, 5), np.float32), ((1, 4), np.float64),
+                                         ((7,), np.int16)])
+def test_aligned_empty(shape, dtype):
+    arrays_made = [arrays.aligned_empty(shape, dtype) for _ in range(3)]
+    for a in arrays_made:
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+        assert a.ctypes.data % arrays.FEED_ALIGNMENT == 0
+        a[...] = 1
+    assert not any(np.shares_memory(a, b) for a, b in zip(arrays_made, arrays_made[1:]))
 
 
 # yuv420p frames are drawn on their planes (annotation.annotate_yuv420), others through RGB (annotation.annotate).
