@@ -20,6 +20,7 @@ from tests.training.fixtures import tiny_record_set
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "train_ssd_network.py")
 BOUNDARY = 9
+CLONES_TIMEOUT = 300  # seconds: a few steps take under a minute even on a busy 2-core machine
 LINE = re.compile(r"step (\d+)(?:/\d+)?: loss (\S+) \(ce_pos (\S+), ce_neg (\S+), loc (\S+), reg (\S+)\) "
                   r"pos (\d+) neg (\d+) lr (\S+)")
 
@@ -113,6 +114,25 @@ def test_train_then_resume_until_a_nan_stops_it(records, tmp_path):
     assert int(reader.get_tensor("global_step")) == nan_step - 1
     for name in reader.get_variable_to_shape_map():
         assert np.all(np.isfinite(reader.get_tensor(name))), name
+
+
+def test_two_replicas_on_logical_cpus_train_as_one_does(records, tmp_path):
+    """--clone_on_cpu --num_clones=2 (two logical CPU devices under MirroredStrategy): the command trains, and with
+    the same seed its losses are those of one replica on the same global batches. It once waited forever in
+    its first step (the strategy was made while eager execution was on: training/distribution.py)."""
+    runs = {}
+    for clones in (1, 2):
+        train_dir = str(tmp_path / f"train_{clones}")
+        proc = subprocess.run(command(records, train_dir, "--clone_on_cpu", f"--num_clones={clones}",
+                                      "--max_number_of_steps=3"),
+                              capture_output=True, text=True, timeout=CLONES_TIMEOUT, env=env())
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"MirroredStrategy over {clones} device(s)" in proc.stdout
+        assert latest_step(train_dir) == 3
+        runs[clones] = parse(proc.stdout)
+    assert sorted(runs[2]) == [1, 2, 3]
+    for step, (loss, lr) in runs[1].items():
+        assert runs[2][step] == pytest.approx((loss, lr), rel=1e-3), step
 
 
 def test_augmentation_presets_and_zoom_out_flags(tmp_path):
