@@ -75,13 +75,20 @@ def test_missing_checkpoint_is_one_line_error(records, tmp_path):
     assert not os.path.exists(tmp_path / "run")
 
 
-@pytest.mark.slow
-def test_train_then_resume_until_a_nan_stops_it(records, tmp_path):
-    train_dir = str(tmp_path / "train")
-    # 1. A short run: the loss falls.
+@pytest.fixture(scope="module")
+def short_run(records, tmp_path_factory):
+    """8 steps on one replica: (train_dir, the finished process). The resume test goes on in its train_dir."""
+    train_dir = str(tmp_path_factory.mktemp("short") / "train")
     first = subprocess.run(command(records, train_dir, "--max_number_of_steps=8"), capture_output=True,
                            text=True, timeout=600, env=env())
     assert first.returncode == 0, first.stderr[-3000:]
+    return train_dir, first
+
+
+@pytest.mark.slow
+def test_train_then_resume_until_a_nan_stops_it(records, short_run):
+    # 1. A short run: the loss falls.
+    train_dir, first = short_run
     logged = parse(first.stdout)
     assert sorted(logged) == list(range(1, 9)), first.stdout[-2000:]
     losses = [logged[s][0] for s in range(1, 9)]
@@ -116,23 +123,21 @@ def test_train_then_resume_until_a_nan_stops_it(records, tmp_path):
         assert np.all(np.isfinite(reader.get_tensor(name))), name
 
 
-def test_two_replicas_on_logical_cpus_train_as_one_does(records, tmp_path):
+@pytest.mark.slow
+def test_two_replicas_on_logical_cpus_train_as_one_does(records, short_run, tmp_path):
     """--clone_on_cpu --num_clones=2 (two logical CPU devices under MirroredStrategy): the command trains, and with
-    the same seed its losses are those of one replica on the same global batches. It once waited forever in
-    its first step (the strategy was made while eager execution was on: training/distribution.py)."""
-    runs = {}
-    for clones in (1, 2):
-        train_dir = str(tmp_path / f"train_{clones}")
-        proc = subprocess.run(command(records, train_dir, "--clone_on_cpu", f"--num_clones={clones}",
-                                      "--max_number_of_steps=3"),
-                              capture_output=True, text=True, timeout=CLONES_TIMEOUT, env=env())
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f"MirroredStrategy over {clones} device(s)" in proc.stdout
-        assert latest_step(train_dir) == 3
-        runs[clones] = parse(proc.stdout)
-    assert sorted(runs[2]) == [1, 2, 3]
-    for step, (loss, lr) in runs[1].items():
-        assert runs[2][step] == pytest.approx((loss, lr), rel=1e-3), step
+    the same seed its first steps log the losses of one replica on the same global batches. It once waited
+    forever in its first step (the strategy was made while eager execution was on: training/distribution.py)."""
+    train_dir = str(tmp_path / "train")
+    proc = subprocess.run(command(records, train_dir, "--clone_on_cpu", "--num_clones=2", "--max_number_of_steps=3"),
+                          capture_output=True, text=True, timeout=CLONES_TIMEOUT, env=env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MirroredStrategy over 2 device(s)" in proc.stdout and latest_step(train_dir) == 3
+    two, one = parse(proc.stdout), parse(short_run[1].stdout)
+    assert "MirroredStrategy over 1 device(s)" in short_run[1].stdout
+    assert sorted(two) == [1, 2, 3]
+    for step, values in two.items():
+        assert values == pytest.approx(one[step], rel=1e-3), step
 
 
 def test_augmentation_presets_and_zoom_out_flags(tmp_path):
