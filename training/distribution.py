@@ -67,9 +67,9 @@ def make_distribution(kind="auto", devices=None, session_config=None, precision=
         if devices is None:
             gpus = tf.config.list_logical_devices("GPU")
             devices = [d.name for d in gpus] or ["/cpu:0"]
-        # Built in graph mode, like the graphs it serves: made while eager execution is on (as scripts run),
-        # MirroredStrategy sets up eager collective ops, and a training step over two logical CPU devices
-        # (--clone_on_cpu --num_clones=2) then waited forever in its first session.run.
+        # Built in graph mode, like the graphs it serves. Made while eager execution was on (as scripts run),
+        # a training step over two logical CPU devices (--clone_on_cpu --num_clones=2) waited forever in its
+        # first session.run, its tf.data and collective-ops threads idle (tests/scripts/test_train_ssd_network.py).
         with tf.Graph().as_default():
             strategy = tf.compat.v1.distribute.MirroredStrategy(devices=list(devices))
         config = strategy.update_config_proto(config)
