@@ -15,11 +15,12 @@ from datasets.pixel_boxes import relative_to_voc
 
 def detection_records(result, class_names):
     """A detector's dict(boxes [K, 4], scores [K], classes [K]) -> the image's detection records."""
-    order = np.argsort(-np.asarray(result["scores"]), kind="stable")
+    scores = np.asarray(result["scores"], np.float64)  # exact for float32: the same order
+    order = np.argsort(-scores, kind="stable")
     labels = np.asarray(result["classes"])[order].astype(int).tolist()
     # np.round on float64 gives what Python's round(v, 6) gives (tests/inference/test_annotation.py), for the
     # whole array at once.
-    scores = np.round(np.asarray(result["scores"], np.float64)[order], 6).tolist()
+    scores = np.round(scores[order], 6).tolist()
     boxes = np.round(np.clip(np.asarray(result["boxes"], np.float64)[order], 0.0, 1.0), 6).tolist()
     names = [class_names[label - 1] if 0 < label <= len(class_names) else str(label) for label in labels]
     return [{"label": label, "class": name, "score": score, "bbox": box}
