@@ -9,8 +9,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REPORT = ("from tensorflow.python.util import _pywrap_util_port\n"
-          "print(json.dumps({'onednn': bool(_pywrap_util_port.IsMklEnabled()),\n"
-          "                  'warnings': [(str(w.message), os.path.basename(w.filename), w.lineno) for w in caught]}))\n")
+          "found = [(str(w.message), os.path.basename(w.filename), w.lineno) for w in caught]\n"
+          "print(json.dumps({'onednn': bool(_pywrap_util_port.IsMklEnabled()), 'warnings': found}))\n")
 
 
 def run_program(imports, tmp_path, onednn_env=None):
