@@ -25,12 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _warn_if_onednn_stayed_off():
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-        enabled = bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):  # another TensorFlow layout: nothing to tell
-        return
-    if not enabled:
+    from common.precision import onednn_enabled  # TensorFlow is loaded already: importing it costs nothing
+    if not onednn_enabled():
         warnings.warn("TensorFlow was imported before this project, so its oneDNN kernels stay off on this CPU "
                       "(TF_ENABLE_ONEDNN_OPTS is read when TensorFlow loads): convolutions run on the slower "
                       "Eigen kernels, training about 3x slower. Import the project's packages before TensorFlow, "
