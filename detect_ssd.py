@@ -26,7 +26,8 @@ score. --output_dir receives <image name>.png for each image with the detections
 
 --video (a file) or --camera (a V4L2 device: 0 for /dev/video0, or its path; Ctrl-C ends the run) stream through
 the same detector (inference/video.py): --output_video gets the annotated video (same size, frame rate and frame
-count; H.264), --output_json one JSON object per detected frame: {"frame", "time_s", "detections": [...]}.
+count; H.264; a phone video stored turned is turned upright first, as players show it), --output_json one JSON
+object per detected frame: {"frame", "time_s", "detections": [...]}.
 --every_n_frames=n detects every n-th frame; the frames between carry the last boxes in the video. A video
 damaged part-way keeps the frames before the damage, then exits 1 naming the frame (docs/video.md).
 """

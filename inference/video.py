@@ -12,6 +12,9 @@ image (the detector resizes).
   (shifted so that the first frame is at 0). Boxes are drawn on the decoded yuv420p planes
   (annotation.annotate_yuv420), other pixel formats through RGB; frames with nothing to draw are re-encoded as
   decoded.
+- A video whose display matrix turns its frames (phone recordings: video_io.display_rotation) is turned
+  upright first, as players show it: the detector, the boxes, the JSON lines and the output video (then
+  without a display matrix, its sides swapped for a quarter turn) all see the upright frames.
 - JSON lines: one object per detected frame, `{"frame": i, "time_s": t, "detections": [...]}` (frame: 0-based
   index in presentation order; time_s: seconds after the first frame; detections: the records of
   detect_ssd.py's image JSON, inference/annotation.py).
@@ -86,7 +89,12 @@ def _decode(source, max_frames, every_n_frames, out, stop, busy):
             if pts is None or (previous is not None and pts <= previous):  # missing or not increasing
                 pts = 0 if previous is None else previous + step
             previous = pts
-            rgb = frame.to_ndarray(format="rgb24") if index % every_n_frames == 0 else None
+            detect = index % every_n_frames == 0
+            if source.rotation:  # detected, drawn and written upright, as players show the video
+                frame, rgb = source.upright(frame)
+                rgb = rgb if detect else None
+            else:
+                rgb = frame.to_ndarray(format="rgb24") if detect else None
             busy["decode"] += time.perf_counter() - start
             if not _put(out, _Frame(index, pts, frame, rgb), stop):
                 return

@@ -2,7 +2,9 @@
 
 VideoSource opens a file or a camera, checks that it holds a decodable video stream, and yields its frames
 with their timestamps; damage met while decoding (or a stream that ends before the frame count its header
-declares) raises DamagedVideoError naming the first frame not decoded. VideoWriter encodes frames, H.264
+declares) raises DamagedVideoError naming the first frame not decoded. It also reads the display rotation
+that players apply (phones store portrait video as landscape frames and a display matrix turning them by 90
+or 270 degrees), and VideoSource.upright turns a frame as players show it. VideoWriter encodes frames, H.264
 (libx264) where the FFmpeg build has it, else MPEG-4 part 2, with the timestamps it is given.
 """
 import fractions
@@ -62,6 +64,25 @@ def camera_device(camera):
     return f"/dev/video{text}" if text.isdigit() else text
 
 
+def display_rotation(path):
+    """Degrees counterclockwise (0, 90, 180 or 270) by which players turn the frames of the video at `path` for
+    display: the display matrix of its first frame (FFmpeg's reading of the MP4 and MOV track matrix, or
+    Matroska's projection). Quarter turns only, within a degree, as OpenCV's reader turns them: another angle
+    is logged and left at 0. 0 too where there is no matrix, or no frame decodes (VideoSource.frames then says
+    why)."""
+    try:
+        with av.open(path) as container:
+            frame = next(container.decode(video=0), None)
+    except (av.FFmpegError, OSError, ValueError, IndexError):
+        return 0
+    angle = frame.rotation if frame is not None else 0
+    if abs(angle - round(angle / 90.0) * 90) > 1:
+        _log.warning("%s: its display matrix turns the frames by %s degrees, not a quarter turn: frames are "
+                     "detected and written as stored", path, angle)
+        return 0
+    return int(round(angle / 90.0)) * 90 % 360
+
+
 def yuv420_planes(frame):
     """Writable uint8 views (Y [H, W], U, V [ceil(H / 2), ceil(W / 2)]) of a decoded yuv420p frame's own planes
     (copied first if the decoder still shares them, so that drawing never reaches a reference frame), with the
@@ -77,9 +98,12 @@ def yuv420_planes(frame):
 class VideoSource:
     """The first video stream of a file, or a V4L2 camera (camera=0 or a /dev/video* path).
 
-    Attributes: width, height, rate (frames per second, a Fraction), time_base (of the timestamps),
-    declared_frames (the header's frame count, 0 when unknown: cameras, some containers).
-    frames() yields av.VideoFrame objects in presentation order; the caller closes the source.
+    Attributes: width, height (of the frames as players show them, upright), rate (frames per second, a
+    Fraction), time_base (of the timestamps), declared_frames (the header's frame count, 0 when unknown:
+    cameras, some containers), rotation (display_rotation's: 0 for cameras; the stored frames are
+    coded_width x coded_height).
+    frames() yields av.VideoFrame objects in presentation order, as stored; upright(frame) turns one as players
+    show it. The caller closes the source.
     """
 
     def __init__(self, path=None, camera=None):
@@ -109,7 +133,10 @@ class VideoSource:
             # Abort on the first corrupt bit instead of concealing it, so damage is reported at its frame.
             stream.codec_context.options = {"err_detect": "explode"}
         stream.thread_type = "AUTO"  # FFmpeg's frame and slice threads
-        self.width, self.height = stream.codec_context.width, stream.codec_context.height
+        self.coded_width, self.coded_height = stream.codec_context.width, stream.codec_context.height
+        self.rotation = 0 if self.is_camera else display_rotation(self.path)
+        self.width, self.height = (self.coded_height, self.coded_width) if self.rotation in (90, 270) else \
+            (self.coded_width, self.coded_height)
         self.rate = stream.average_rate or stream.guessed_rate or DEFAULT_RATE
         self.time_base = stream.time_base or 1 / self.rate
         self.declared_frames = 0 if self.is_camera else int(stream.frames or 0)
@@ -144,9 +171,10 @@ class VideoSource:
             for frame in self.container.decode(self.stream):
                 if max_frames is not None and count >= max_frames:
                     return
-                if frame.width != self.width or frame.height != self.height:
+                if frame.width != self.coded_width or frame.height != self.coded_height:
                     raise DamagedVideoError(self.path, count, f"frame {count} changes size to {frame.width}x"
-                                                              f"{frame.height} from {self.width}x{self.height}")
+                                                              f"{frame.height} from {self.coded_width}x"
+                                                              f"{self.coded_height}")
                 if frame.pts is not None:
                     last_end = float(frame.pts * self.time_base + 1 / self.rate)
                 count += 1
@@ -165,6 +193,14 @@ class VideoSource:
                 last_end < duration - max(2 / self.rate, 0.25):
             raise DamagedVideoError(self.path, count, f"truncated at frame {count}: the stream ends at "
                                                       f"{last_end:.2f} s of the {duration:.2f} s its header declares")
+
+    def upright(self, frame):
+        """(frame, rgb): a decoded frame as players show it, turned by `rotation`, as an rgb24 av.VideoFrame and
+        its uint8 [height, width, 3] RGB array; the frame itself and None where the video is not turned."""
+        if not self.rotation:
+            return frame, None
+        rgb = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), self.rotation // 90))
+        return av.VideoFrame.from_ndarray(rgb, format="rgb24"), rgb
 
     def close(self):
         self.container.close()

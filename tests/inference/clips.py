@@ -18,13 +18,17 @@ def assert_same_detections(got, expected, atol=1e-5):
 
 
 def encode_clip(path, num_frames=30, height=120, width=160, rate=fractions.Fraction(30000, 1001),
-                codec="libx264", container_format=None, faststart=True, seed=0, pix_fmt="yuv420p"):
-    """Writes the clip; returns its frames (uint8 [H, W, 3] RGB, before encoding)."""
+                codec="libx264", container_format=None, faststart=True, seed=0, pix_fmt="yuv420p",
+                display_rotation=None):
+    """Writes the clip; returns its frames (uint8 [H, W, 3] RGB, before encoding). display_rotation: degrees
+    counterclockwise of a display matrix for players to turn the frames by (as phones record portrait video)."""
     options = {"movflags": "faststart"} if faststart and str(path).endswith(".mp4") else {}
     frames = [frame for frame, _ in synthetic_frames(num_frames, height, width, seed=seed)]
     with av.open(str(path), "w", format=container_format, options=options) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if display_rotation is not None:
+            stream.set_display_rotation(display_rotation)
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))
@@ -39,6 +43,22 @@ def decode(path):
         decoded = list(container.decode(stream))
         return ([f.to_ndarray(format="rgb24") for f in decoded], [float(f.time) for f in decoded],
                 stream.average_rate, (stream.width, stream.height))
+
+
+def opencv_frames(path):
+    """RGB frames as OpenCV's FFmpeg reader returns them: turned by the display matrix (its default,
+    CAP_PROP_ORIENTATION_AUTO), an implementation independent of ours and PyAV's."""
+    import cv2
+    capture = cv2.VideoCapture(str(path))
+    assert capture.get(cv2.CAP_PROP_ORIENTATION_AUTO) == 1
+    frames = []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(np.ascontiguousarray(bgr[..., ::-1]))
+    capture.release()
+    return frames
 
 
 def decodable_frames(path):

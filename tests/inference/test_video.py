@@ -5,6 +5,7 @@ import os
 import re
 import threading
 
+import av
 import numpy as np
 import pytest
 
@@ -120,6 +121,42 @@ def test_every_n_frames_draws_the_last_boxes_on_the_frames_between(detector, tmp
         # colour of one-pixel lines, hence no tighter bound).
         to_drawing = np.abs(drawn[i][changed] - expected[changed]).mean()
         assert to_drawing < 25 and to_drawing < 0.4 * np.abs(drawn[i][changed] - frames[i][changed]).mean()
+
+
+@pytest.mark.parametrize("angle,quarters", [(90, 1), (-90, 3)])
+def test_a_turned_video_is_detected_drawn_and_written_upright(detector, tmp_path, angle, quarters):
+    """A phone-style clip (landscape frames, a display matrix turning them a quarter turn): the detector, the
+    boxes and the output video see the frames as players show them (OpenCV's reader, turning by the matrix)."""
+    clip, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+    clips.encode_clip(clip, num_frames=10, height=72, width=128, display_rotation=angle)
+    with video_io.VideoSource(str(clip)) as source:
+        summary = video.detect_video(detector, source, str(out), str(tmp_path / "d.jsonl"), batch_size=4,
+                                     draw_threshold=0.0, progress=False)
+    assert summary["frames"] == summary["detected_frames"] == 10
+    stored, times, rate, _ = clips.decode(clip)  # 128 x 72, as stored
+    upright = [np.ascontiguousarray(np.rot90(frame, quarters)) for frame in stored]
+    for frame, seen in zip(upright, clips.opencv_frames(clip), strict=True):
+        assert frame.shape == seen.shape == (128, 72, 3) and np.abs(frame - seen.astype(float)).mean() < 2
+    drawn, drawn_times, drawn_rate, size = clips.decode(out)
+    assert size == (72, 128) and len(drawn) == 10 and drawn_rate == rate
+    np.testing.assert_allclose(drawn_times, times, atol=1e-3)
+    with av.open(str(out)) as container:  # upright as stored: no display matrix to turn it again
+        assert next(container.decode(video=0)).rotation == 0
+    lines = read_lines(tmp_path / "d.jsonl")
+    assert [line["frame"] for line in lines] == list(range(10))
+    for line in lines:
+        frame = upright[line["frame"]]
+        expected = annotation.detection_records(detector.detect(frame), list(detector.class_names))
+        clips.assert_same_detections(line["detections"], expected)
+        picture = np.asarray(annotation.annotate(frame, line["detections"], 0.0)).astype(int)
+        changed = np.abs(picture - frame).max(axis=-1) > 60  # box lines and labels
+        assert changed.mean() > 0.01
+        got = drawn[line["frame"]].astype(int)
+        to_drawing = np.abs(got[changed] - picture[changed]).mean()
+        assert to_drawing < 25 and to_drawing < 0.4 * np.abs(got[changed] - frame[changed]).mean()
+        # Elsewhere the stored picture, upright: not the picture turned the other way.
+        kept, other_way = (np.abs(got[~changed] - f[~changed]).mean() for f in (frame, np.rot90(frame, 2)))
+        assert kept < 10 and kept < 0.4 * other_way
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupted"])

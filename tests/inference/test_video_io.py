@@ -110,3 +110,37 @@ def test_without_libx264_the_writer_falls_back_to_mpeg4_and_says_so(tmp_path, mo
     with av.open(str(tmp_path / "out.mp4")) as container:
         assert container.streams.video[0].codec_context.name == "mpeg4"
     assert len(clips.decode(tmp_path / "out.mp4")[0]) == 3
+
+
+# (the clip's display matrix, degrees counterclockwise; the rotation read; np.rot90's quarter turns)
+TURNS = [(None, 0, 0), (90, 90, 1), (-90, 270, 3), (180, 180, 2), (-95, 0, 0)]
+
+
+@pytest.mark.parametrize("angle,rotation,quarters", TURNS, ids=[str(t[0]) for t in TURNS])
+def test_frames_are_turned_upright_as_players_show_them(tmp_path, caplog, angle, rotation, quarters):
+    """A phone-style clip (landscape frames, a display matrix turning them) reads turned as OpenCV shows it;
+    an angle that is not a quarter turn is left as stored, as OpenCV leaves it, with a logged notice."""
+    clip = tmp_path / "clip.mp4"
+    stored = clips.encode_clip(clip, num_frames=3, height=72, width=128, display_rotation=angle)
+    with video_io.VideoSource(str(clip)) as source:
+        assert source.rotation == rotation and (source.coded_width, source.coded_height) == (128, 72)
+        assert (source.width, source.height) == ((72, 128) if rotation in (90, 270) else (128, 72))
+        turned = [source.upright(frame) for frame in source.frames()]
+    assert ("not a quarter turn" in caplog.text) == (angle == -95)
+    reference = clips.opencv_frames(clip)
+    assert len(turned) == len(reference) == 3
+    for (frame, rgb), plain, seen in zip(turned, stored, reference):
+        if not rotation:
+            assert rgb is None
+            rgb = frame.to_ndarray(format="rgb24")
+        else:
+            assert frame.format.name == "rgb24" and np.array_equal(frame.to_ndarray(format="rgb24"), rgb)
+        assert rgb.shape == seen.shape == (source.height, source.width, 3) and rgb.flags.c_contiguous
+        # The same picture as OpenCV's (the two convert YUV to RGB a little differently); turned any other
+        # way it would be far off (the frames are not symmetric).
+        assert np.abs(rgb.astype(float) - seen).mean() < 2
+        assert np.abs(np.rot90(plain, quarters).astype(float) - seen).mean() < 6
+        for other in {0, 1, 2, 3} - {quarters}:
+            wrong = np.rot90(plain, other)
+            if wrong.shape == seen.shape:
+                assert np.abs(wrong.astype(float) - seen).mean() > 20
