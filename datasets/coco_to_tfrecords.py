@@ -37,7 +37,7 @@ from common.errors import DatasetError
 from datasets import tfrecord_decoder as fmt
 from datasets.pixel_boxes import coco_to_relative
 from datasets.tfrecord_writer import (bytes_feature, check_writer_args, example, floats, int64s, ordered_map,
-                                      read_image_file, write_shards)
+                                      read_image_file, turned_by_exif_hint, write_shards)
 
 
 class CocoAnnotations:
@@ -219,8 +219,9 @@ def image_example(annotations, image_entry, images_dir):
     image_path = os.path.join(images_dir, file_name)
     encoded, kind, file_width, file_height, channels = read_image_file(image_path)
     if (file_width, file_height) != (width, height):
+        hint = turned_by_exif_hint(encoded, file_width, file_height, width, height)
         raise DatasetError(image_path, f"is {file_width}x{file_height}, but {annotations.path} says {width}x{height} "
-                                       f"(image id {image_id})")
+                                       f"(image id {image_id}){hint}")
     _, cat_ids, boxes, iscrowd, area = annotations.objects.get(image_id, _NO_OBJECTS)
     label_of = {cid: i + 1 for i, cid in enumerate(annotations.category_ids)}
     name_of = dict(annotations.categories)

@@ -66,6 +66,27 @@ def inspect_image(path, data):
     return kind.lower(), width, height, channels
 
 
+# EXIF orientations under which viewers swap an image's sides (a quarter turn, mirrored or not).
+_EXIF_ORIENTATION_TAG = 0x0112
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def turned_by_exif_hint(encoded, width, height, annotated_width, annotated_height):
+    """For the error of an image whose stored width x height differs from its annotation's size: "" unless
+    the image's EXIF orientation turns it to the annotated size, else a clause saying so. The boxes were then
+    most likely drawn on the image as viewers show it, while the converters keep the stored pixels, which is
+    what TensorFlow's decoders read (they ignore EXIF)."""
+    if (height, width) != (annotated_width, annotated_height):
+        return ""
+    with Image.open(io.BytesIO(encoded)) as image:
+        orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+    if orientation not in _TRANSPOSING_ORIENTATIONS:
+        return ""
+    return (f"; its EXIF orientation ({orientation}) turns it to {annotated_width}x{annotated_height} for "
+            f"viewers, so the boxes were likely drawn on the turned picture, but training reads the stored "
+            f"pixels: save the image turned (PIL.ImageOps.exif_transpose) or annotate the stored pixels")
+
+
 def read_image_file(path):
     """The bytes of an image file, checked by inspect_image -> (bytes, format, width, height, channels)."""
     if not os.path.isfile(path):

@@ -39,7 +39,7 @@ from common.errors import DatasetError
 from datasets import tfrecord_decoder as fmt
 from datasets.tfrecord_writer import (  # noqa: F401 (shard_name, metadata_name, inspect_image: re-exported)
     bytes_feature, check_writer_args, example, floats, inspect_image, int64s, metadata_name, ordered_map, read_image_file,
-    shard_name, write_shards)
+    shard_name, turned_by_exif_hint, write_shards)
 from datasets.pixel_boxes import voc_to_relative
 from datasets.voc_classes import VOC_CLASSES
 from datasets.voc_xml import read_voc_annotation
@@ -147,8 +147,9 @@ def load_sample(dataset_dir, image_id, class_names):
         raise DatasetError(image_path, f"missing image file{also}")
     encoded, kind, width, height, channels = read_image_file(image_path)
     if (width, height) != (annotation.width, annotation.height):
+        hint = turned_by_exif_hint(encoded, width, height, annotation.width, annotation.height)
         raise DatasetError(xml_path, f"<size> is {annotation.width}x{annotation.height} but the image "
-                                     f"{image_path} is {width}x{height}")
+                                     f"{image_path} is {width}x{height}{hint}")
     return VOCSample(image_id, image_path, encoded, kind, height, width, channels, annotation)
 
 

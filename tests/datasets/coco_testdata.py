@@ -10,7 +10,7 @@ import copy
 import json
 import os
 
-from voc_testdata import image_bytes
+from voc_testdata import image_bytes, turned_by_exif
 
 CATEGORIES = [
     {"id": 18, "name": "dog", "supercategory": "animal"},
@@ -127,6 +127,8 @@ BAD_CASES = {
     "duplicate_image_id": (_edited(_duplicate_image), "annotations.json", "image id 42 listed 2 times",
                            ["image 42"]),
     "size_mismatch": (_edited(_resized), "images/000000000042.jpg", "says 50x41", ["image 42"]),
+    "turned_by_exif": (lambda p, d: turned_by_exif(os.path.join(d, "000000000042.jpg")), "images/000000000042.jpg",
+                       "EXIF orientation (6) turns it to 50x40", ["image 42"]),
     "bad_bbox": (_annotation(12, bbox=[0, 0, "wide", 3]), "annotation 12", "bbox is not 4 finite numbers",
                  ["annotation 12"]),
     "no_categories": (_edited(lambda d: d.pop("categories")), "annotations.json", "no 'categories' list", None),

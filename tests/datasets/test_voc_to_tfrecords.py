@@ -14,7 +14,7 @@ from PIL import Image
 
 from voc_testdata import BAD_CASES, SAMPLES, SPLITS, pixel_boxes, read_records, split_records, write_voc_dir
 from common.errors import DatasetError
-from datasets import voc_to_tfrecords
+from datasets import tfrecord_writer, voc_to_tfrecords
 from datasets.pixel_boxes import relative_to_voc
 from datasets.voc_classes import VOC_CLASSES
 from datasets.voc_xml import read_voc_annotation
@@ -224,6 +224,22 @@ def test_image_kinds():
         voc_to_tfrecords.inspect_image("b", _encoded("BMP"))
     with pytest.raises(DatasetError, match="not a JPEG or PNG image"):
         voc_to_tfrecords.inspect_image("e", b"")
+
+
+@pytest.mark.parametrize("orientation,annotated,hinted", [
+    (6, (60, 80), True), (8, (60, 80), True), (None, (60, 80), False),  # no EXIF: nothing to say
+    (3, (60, 80), False),   # half a turn keeps the sides: this cannot be why the sizes differ
+    (6, (80, 61), False)])  # not the turned size either
+def test_a_size_mismatch_names_an_exif_turn_only_where_it_explains_it(orientation, annotated, hinted):
+    """The image is stored 80x60; the annotation says `annotated` (width, height)."""
+    image = Image.fromarray(np.zeros((60, 80, 3), np.uint8))
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    image.save(buf, "JPEG", exif=exif.tobytes())
+    hint = tfrecord_writer.turned_by_exif_hint(buf.getvalue(), 80, 60, *annotated)
+    assert (f"EXIF orientation ({orientation}) turns it to 60x80" in hint) if hinted else hint == ""
 
 
 def test_filename_of_the_xml_is_used_when_present(voc_dir):

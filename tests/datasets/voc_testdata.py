@@ -8,7 +8,7 @@ import re
 import struct
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from datasets.voc_xml import VOCAnnotation, VOCObject, voc_annotation_xml
 
@@ -83,6 +83,19 @@ def _cut(path, keep):
         f.write(data[:keep])
 
 
+def turned_by_exif(path):
+    """Re-saves a JPEG as cameras store a photo taken turned: the pixels a quarter turn counterclockwise
+    (sides swapped), and EXIF orientation 6 telling viewers to turn them back clockwise to the picture as it was."""
+    with Image.open(path) as image:
+        image.load()
+        picture = image.copy()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    picture.transpose(Image.Transpose.ROTATE_90).save(path, "JPEG", quality=95, exif=exif.tobytes())
+    with Image.open(path) as stored:  # what viewers show: the picture again, at its own size
+        assert stored.size == picture.size[::-1] and ImageOps.exif_transpose(stored).size == picture.size
+
+
 # case -> (damage(voc_dir), the file the error must name (relative to voc_dir), a word of the reason).
 # Each damages image 000002, which is listed after valid images (so shards were already being written).
 BAD_CASES = {
@@ -108,6 +121,9 @@ BAD_CASES = {
     "size_mismatch": (lambda d: _edit(f"{d}/Annotations/000002.xml", "<height>40<", "<height>41<")
                       or _edit(f"{d}/Annotations/000002.xml", "<ymax>40<", "<ymax>41<"),
                       "Annotations/000002.xml", "<size> is 50x41"),
+    # Boxes drawn on the picture as viewers show it: the hint says so.
+    "turned_by_exif": (lambda d: turned_by_exif(f"{d}/JPEGImages/000002.jpg"),
+                       "Annotations/000002.xml", "EXIF orientation (6) turns it to 50x40"),
     "missing_image": (lambda d: os.remove(f"{d}/JPEGImages/000002.jpg"),
                       "JPEGImages/000002.jpg", "missing image"),
     "missing_annotation": (lambda d: os.remove(f"{d}/Annotations/000002.xml"),
