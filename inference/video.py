@@ -180,7 +180,8 @@ def detect_video(detector, source, output_video=None, output_json=None, batch_si
                  max_frames=None, draw_threshold=0.5, progress=True, x264_preset=video_io.X264_PRESET):
     """Runs `detector` over the frames of `source` (video_io.VideoSource); see the module docstring.
 
-    Returns a summary dict: source, frames, detected_frames, seconds, frames_per_second, draw_threshold,
+    Returns a summary dict: source, rotation (degrees counterclockwise the frames were turned upright by:
+    video_io.display_rotation), frames, detected_frames, seconds, frames_per_second, draw_threshold,
     detections_per_class (detections scoring >= draw_threshold on the detected frames), output_video,
     output_json, busy_seconds (decode: decoding + RGB conversion; detect: detect_batch + records; encode:
     drawing, encoding, JSON lines). Raises video_io.DamagedVideoError after keeping the frames before the damage.
@@ -233,7 +234,8 @@ def detect_video(detector, source, output_video=None, output_json=None, batch_si
             if lines is not None and not lines.closed:
                 lines.close()
     seconds = time.perf_counter() - start
-    summary = {"source": source.path, "frames": encoder.frames, "detected_frames": encoder.detected,
+    summary = {"source": source.path, "rotation": source.rotation, "frames": encoder.frames,
+               "detected_frames": encoder.detected,
                "seconds": round(seconds, 3), "frames_per_second": round(encoder.frames / max(seconds, 1e-9), 2),
                "draw_threshold": draw_threshold, "detections_per_class": dict(encoder.per_class.most_common()),
                "output_video": output_video, "output_json": output_json,
@@ -305,6 +307,7 @@ def summary_line(summary):
     per_class = ", ".join(f"{name} {count}" for name, count in summary["detections_per_class"].items()) or "none"
     detected = "" if summary["detected_frames"] == summary["frames"] else \
         f" ({summary['detected_frames']} detected)"
-    return (f"{summary['source']}: {summary['frames']} frames{detected} in {summary['seconds']:.1f} s, "
+    turned = f", turned upright by {summary['rotation']} degrees" if summary.get("rotation") else ""
+    return (f"{summary['source']}: {summary['frames']} frames{detected}{turned} in {summary['seconds']:.1f} s, "
             f"{summary['frames_per_second']:.1f} frames/s; detections >= {summary['draw_threshold']:g} per "
             f"class: {per_class}")

@@ -132,7 +132,7 @@ def test_a_turned_video_is_detected_drawn_and_written_upright(detector, tmp_path
     with video_io.VideoSource(str(clip)) as source:
         summary = video.detect_video(detector, source, str(out), str(tmp_path / "d.jsonl"), batch_size=4,
                                      draw_threshold=0.0, progress=False)
-    assert summary["frames"] == summary["detected_frames"] == 10
+    assert summary["frames"] == summary["detected_frames"] == 10 and summary["rotation"] == angle % 360
     stored, times, rate, _ = clips.decode(clip)  # 128 x 72, as stored
     upright = [np.ascontiguousarray(np.rot90(frame, quarters)) for frame in stored]
     for frame, seen in zip(upright, clips.opencv_frames(clip), strict=True):
@@ -194,6 +194,9 @@ def test_summary_line():
                "draw_threshold": 0.5, "detections_per_class": {"person": 31, "car": 4}}
     assert video.summary_line(summary) == ("in.mp4: 120 frames (40 detected) in 12.0 s, 10.0 frames/s; "
                                            "detections >= 0.5 per class: person 31, car 4")
+    summary.update(rotation=270, detected_frames=120)  # a phone video, turned as players show it
+    assert video.summary_line(summary) == ("in.mp4: 120 frames, turned upright by 270 degrees in 12.0 s, 10.0 "
+                                           "frames/s; detections >= 0.5 per class: person 31, car 4")
 
 
 def test_ctrl_c_ends_a_camera_run_and_keeps_what_was_written(detector, tmp_path):
